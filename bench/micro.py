@@ -11,7 +11,7 @@ from contextvars import ContextVar
 
 import tenancy
 from tenancy import registry
-from tenancy.stats import counters
+from tenancy.stats.counters import counters
 
 from . import report, timing
 from .timing import now

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             checks += logs.run(rounds)
         ok = report.summary(checks)
         # Write the statistics now, while the throwaway database still exists.
-        from tenancy.stats_flush import flush_stats, scheduler
+        from tenancy.stats.flush import flush_stats, scheduler
 
         scheduler.stop()
         flush_stats()

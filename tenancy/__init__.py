@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .context import (
+from .current import (
     Context,
     RuntimeContext,
     clear_context,

@@ -19,7 +19,7 @@ class TenancyConfig(AppConfig):
 
         from . import checks, membership, receivers
         from .models import Tenant, TenantMembership
-        from .stats_flush import scheduler
+        from .stats.flush import scheduler
 
         checks.register()
         post_save.connect(receivers.tenant_saved, sender=Tenant, dispatch_uid="tenancy.saved")

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "STATS_FLUSH_INTERVAL": 10,
     # Flush without being asked: at the end of requests when due, from a daemon
     # thread every STATS_FLUSH_INTERVAL seconds, and at interpreter exit. Turn it
-    # off where you call tenancy.stats_flush.flush_stats() yourself (test suites).
+    # off where you call tenancy.stats.flush.flush_stats() yourself (test suites).
     "STATS_AUTO_FLUSH": True,
     # Tenant ids that can never be registered or bound.
     "RESERVED_TENANT_IDS": ["default"],

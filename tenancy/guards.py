@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models, router
 from django.db.models import NOT_PROVIDED
 
-from .context import bind, get_current_tenant_id, reset_context
+from .current import bind, get_current_tenant_id, reset_context
 from .exceptions import TenantAccessDenied, TenantRequiredError
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from .context import RuntimeContext, _get, get_context, set_log_fields
+from .current import RuntimeContext, _get, get_context, set_log_fields
 
 __all__ = [
     "CONTEXT_FIELDS",

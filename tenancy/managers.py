@@ -29,7 +29,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.sql import Query
 
-from .context import get_current_tenant_id
+from .current import get_current_tenant_id
 from .exceptions import TenantAccessDenied
 from .guards import (
     bound_tenant,

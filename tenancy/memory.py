@@ -31,7 +31,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from .context import get_current_tenant_id
+from .current import get_current_tenant_id
 from .exceptions import TenantAccessDenied
 from .ids import describe_rejected, is_valid_context_id, validate_tenant_id
 

@@ -35,12 +35,12 @@ from django.utils.functional import SimpleLazyObject, empty
 from django.utils.module_loading import import_string
 
 from .conf import tenancy_settings
-from .context import bind, get_current_user_id, reset_context
+from .current import bind, get_current_user_id, reset_context
 from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
 from .ids import describe_rejected, is_valid_context_id, is_valid_request_id
 from .registry import TenantInfo, tenant_context
 from .resolvers import TenantResolver, meta_key
-from .stats import counters, flush_if_due
+from .stats.counters import counters, flush_if_due
 
 __all__ = ["TenantContextMiddleware", "bind_request_user"]
 

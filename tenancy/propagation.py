@@ -15,7 +15,7 @@ from contextvars import Token
 from typing import Any, TypeVar
 
 from .conf import tenancy_settings
-from .context import RuntimeContext, bind, get_context, reset_context
+from .current import RuntimeContext, bind, get_context, reset_context
 from .ids import (
     describe_rejected,
     is_valid_context_id,

@@ -32,7 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.deletion import ProtectedError
 
 from . import signals
-from .context import (
+from .current import (
     _CONTEXT,
     TokenStacks,
     bind_value,
@@ -47,7 +47,7 @@ from .exceptions import (
     TenantRequiredError,
 )
 from .ids import validate_tenant_id
-from .stats import counters
+from .stats.counters import counters
 
 if TYPE_CHECKING:
     from .models import Tenant

@@ -37,7 +37,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from .context import get_current_tenant_id, get_current_user_id
+from .current import get_current_tenant_id, get_current_user_id
 
 __all__ = [
     "LIVE_KEYS",

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 import tenancy
 from tenancy import signals
 from tenancy.models import Tenant, TenantMembership, TenantStatsBucket
-from tenancy.stats import Pending, counters
-from tenancy.stats_flush import write_pending
+from tenancy.stats.counters import Pending, counters
+from tenancy.stats.flush import write_pending
 from tests.testapp.models import Project
 
 LIST = "/admin/tenancy/tenant/"

@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 
 import tenancy
 from tenancy.admin.dashboard import _nice_ceiling, chart_layout
-from tenancy.stats import Pending, counters
-from tenancy.stats_flush import write_pending
-from tenancy.stats_report import HourUsage
+from tenancy.stats.counters import Pending, counters
+from tenancy.stats.flush import write_pending
+from tenancy.stats.report import HourUsage
 
 URL = "/admin/tenancy/tenant/statistics/"
 HOUR = int(time.time() // 3600) * 3600

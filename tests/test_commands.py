@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 
 import tenancy
 from tenancy.models import Tenant
-from tenancy.stats import Pending, counters
-from tenancy.stats_flush import write_pending
+from tenancy.stats.counters import Pending, counters
+from tenancy.stats.flush import write_pending
 from tests.testapp.models import Project
 
 

@@ -15,7 +15,7 @@ from tenancy import (
     TenantRequiredError,
     with_context,
 )
-from tenancy.context import bind, bind_value
+from tenancy.current import bind, bind_value
 
 # -- RuntimeContext ----------------------------------------------------------------
 

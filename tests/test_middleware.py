@@ -17,7 +17,7 @@ from tenancy.ids import is_valid_request_id
 from tenancy.log import KeyValueFormatter
 from tenancy.middleware import TenantContextMiddleware
 from tenancy.resolvers import TenantResolver
-from tenancy.stats import counters
+from tenancy.stats.counters import counters
 
 VALID_RID = "0f3c9a51-77e2-4d6c-9a43-2d0f5b1e6a11"
 

@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 
 import tenancy
 from tenancy.models import Tenant, TenantMembership
-from tenancy.stats import Pending, counters
-from tenancy.stats_flush import flush_stats, write_pending
-from tenancy.stats_report import annotate_usage, hourly_usage, tenant_usage, usage_summary
+from tenancy.stats.counters import Pending, counters
+from tenancy.stats.flush import flush_stats, write_pending
+from tenancy.stats.report import annotate_usage, hourly_usage, tenant_usage, usage_summary
 
 NOW = datetime(2030, 5, 17, 14, 35, tzinfo=UTC)
 THIS_HOUR = int(NOW.replace(minute=0).timestamp())

@@ -15,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..stats import counters
-from ..stats_report import HourUsage, hourly_usage, tenant_usage, usage_summary
+from ..stats.counters import counters
+from ..stats.report import HourUsage, hourly_usage, tenant_usage, usage_summary
 
 __all__ = ["SERIES", "chart_layout", "statistics_view"]
 

@@ -17,12 +17,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..context import get_current_tenant_id
+from ..current import get_current_tenant_id
 from ..exceptions import TenantHasDataError, TenantInUseError, TenantNotRegisteredError
 from ..models import Tenant, TenantMembership, TenantStatsBucket
 from ..registry import tenant_context
-from ..stats_flush import read_consistently
-from ..stats_report import annotate_usage, pending_by_tenant, usage_of
+from ..stats.flush import read_consistently
+from ..stats.report import annotate_usage, pending_by_tenant, usage_of
 from .forms import TenantForm
 
 __all__ = ["ActivityListFilter", "TenantAdmin", "TenantMembershipInline"]

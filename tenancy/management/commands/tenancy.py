@@ -136,7 +136,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Unregistered tenant {options['tenant_id']}."))
 
     def do_stats(self, options: dict[str, Any]) -> None:
-        from ...stats_report import hourly_usage, tenant_usage, usage_summary
+        from ...stats.report import hourly_usage, tenant_usage, usage_summary
 
         usage = tenant_usage()
         hours = hourly_usage(options["hours"])

@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand
 
 import tenancy
 from tenancy.models import Tenant, TenantMembership, TenantStatsBucket
-from tenancy.stats import Pending, counters
-from tenancy.stats_flush import flush_stats, write_pending
+from tenancy.stats.counters import Pending, counters
+from tenancy.stats.flush import flush_stats, write_pending
 
 DEMO_TENANTS = [
     ("acme", "Acme Corporation", True, {"plan": "enterprise", "region": "eu-west-1"}),

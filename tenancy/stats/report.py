@@ -2,7 +2,7 @@
 
 Each figure is the hourly buckets in the database (every process's flushed
 counts) plus this process's pending counts, read under the flush lock so that
-no count is seen twice or missed (see :func:`tenancy.stats_flush.read_consistently`).
+no count is seen twice or missed (see :func:`tenancy.stats.flush.read_consistently`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from django.db.models import BigIntegerField, Count, Max, OuterRef, QuerySet, Su
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .stats import Pending
-from .stats_flush import read_consistently
+from .counters import Pending
+from .flush import read_consistently
 
 __all__ = [
     "HourUsage",
@@ -56,7 +56,7 @@ class HourUsage:
 
 
 def _bucket_total(field: str, function: Any = Sum) -> Any:
-    from .models import TenantStatsBucket
+    from ..models import TenantStatsBucket
 
     per_tenant = (
         TenantStatsBucket.objects.filter(tenant_id=OuterRef("tenant_id"))
@@ -76,7 +76,7 @@ def annotate_usage(queryset: QuerySet[Any]) -> QuerySet[Any]:
     subqueries, not joins: a join over memberships and buckets would multiply
     one by the other.
     """
-    from .models import TenantMembership
+    from ..models import TenantMembership
 
     members = (
         TenantMembership.objects.filter(tenant_id=OuterRef("tenant_id"))
@@ -131,7 +131,7 @@ def usage_of(tenant: Any, pending: Pending | None) -> TenantUsage:
 
 def tenant_usage(queryset: QuerySet[Any] | None = None) -> list[TenantUsage]:
     """Return the usage of every tenant (or of *queryset*'s), in the queryset's order."""
-    from .models import Tenant
+    from ..models import Tenant
 
     rows = annotate_usage(Tenant.objects.all() if queryset is None else queryset)
     tenants, pending = read_consistently(lambda: list(rows))
@@ -149,7 +149,7 @@ def hourly_usage(hours: int = 24, *, now: datetime | None = None) -> list[HourUs
 
     The current hour is the last one; hours without activity are zeros.
     """
-    from .models import TenantStatsBucket
+    from ..models import TenantStatsBucket
 
     if hours < 1:
         raise ValueError("hours must be at least 1.")

@@ -1,6 +1,6 @@
 """The batched writer: this process's pending counts into hourly buckets, summed over processes.
 
-:data:`tenancy.stats.counters` keeps counts in memory; :func:`flush_stats` takes
+:data:`tenancy.stats.counters.counters` keeps counts in memory; :func:`flush_stats` takes
 them and adds them to :class:`~tenancy.models.TenantStatsBucket` rows with
 ``F()`` increments, one row per tenant and hour, in one transaction. Every
 process adds its own counts, so the buckets hold the sum over all of them.
@@ -30,8 +30,8 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from .conf import tenancy_settings
-from .stats import Pending, counters
+from ..conf import tenancy_settings
+from .counters import Pending, counters
 
 __all__ = ["FlushScheduler", "flush_stats", "read_consistently", "scheduler", "write_pending"]
 
@@ -44,7 +44,7 @@ _lock = threading.Lock()
 
 
 def _stats_db() -> str:
-    from .models import TenantStatsBucket
+    from ..models import TenantStatsBucket
 
     return router.db_for_write(TenantStatsBucket)
 
@@ -84,7 +84,7 @@ def read_consistently(read: Callable[[], T]) -> tuple[T, dict[tuple[str, int], P
 
 def write_pending(pending: dict[tuple[str, int], Pending], *, using: str) -> int:
     """Add *pending* to the buckets in one transaction; return how many were written."""
-    from .models import Tenant, TenantStatsBucket
+    from ..models import Tenant, TenantStatsBucket
 
     tenants = Tenant.objects.using(using).filter(
         tenant_id__in=sorted({tenant_id for tenant_id, _ in pending})

@@ -10,9 +10,9 @@ from django.db import models
 from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
 
-from . import guards
-from .ids import TENANT_ID_MAX_LENGTH, is_valid_tenant_id, validate_tenant_id
-from .managers import TenantScopedManager, UnscopedManager
+from .. import guards
+from ..ids import TENANT_ID_MAX_LENGTH, is_valid_tenant_id, validate_tenant_id
+from ..managers import TenantScopedManager, UnscopedManager
 
 __all__ = [
     "Conversation",

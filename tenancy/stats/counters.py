@@ -10,7 +10,7 @@ when it is folded, that is at most one flush interval after it happened.
 ``total_switches`` and ``active_switches`` are this process's figures for
 ``get_stats()``; ``take_pending()`` hands the per-tenant, per-hour counts over
 to whoever persists them (and forgets them, so nothing is counted twice).
-The batched writer that persists them is :mod:`tenancy.stats_flush`.
+The batched writer that persists them is :mod:`tenancy.stats.flush`.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def flush_if_due() -> None:
         # Imported on first use (it needs the models), then kept: an import
         # statement costs several microseconds on every request even when the
         # module is loaded.
-        from .stats_flush import scheduler
+        from .flush import scheduler
 
         _scheduler = scheduler
     if time.monotonic() >= scheduler.next_due:
