@@ -10,7 +10,6 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .current import (
-    Context,
     RuntimeContext,
     clear_context,
     get_context,
@@ -32,7 +31,6 @@ from .current import (
     set_current_session_id,
     set_current_tenant_id,
     set_current_user_id,
-    with_context,
 )
 from .exceptions import (
     InvalidContextIdError,
@@ -50,9 +48,10 @@ from .exceptions import (
 from .ids import is_valid_tenant_id, validate_tenant_id
 
 if TYPE_CHECKING:
+    from .context import Context
+    from .decorators import with_context
     from .registry import (
         TenantContext,
-        TenantInfo,
         activate_tenant,
         aswitch,
         deactivate_tenant,
@@ -68,29 +67,33 @@ if TYPE_CHECKING:
         tenant_context,
         unregister_tenant,
     )
+    from .state import TenantInfo
 
 __version__ = "0.1.0"
 
+_REGISTRY = (
+    "TenantContext",
+    "activate_tenant",
+    "aswitch",
+    "deactivate_tenant",
+    "get_current_tenant",
+    "get_stats",
+    "get_tenant",
+    "is_tenant_active",
+    "is_tenant_registered",
+    "list_tenants",
+    "register_tenant",
+    "require_tenant",
+    "switch",
+    "tenant_context",
+    "unregister_tenant",
+)
+# Loaded on first use: these modules reach the registry and Django's caches.
 _LAZY = {
-    name: "tenancy.registry"
-    for name in (
-        "TenantContext",
-        "TenantInfo",
-        "activate_tenant",
-        "aswitch",
-        "deactivate_tenant",
-        "get_current_tenant",
-        "get_stats",
-        "get_tenant",
-        "is_tenant_active",
-        "is_tenant_registered",
-        "list_tenants",
-        "register_tenant",
-        "require_tenant",
-        "switch",
-        "tenant_context",
-        "unregister_tenant",
-    )
+    "Context": "tenancy.context",
+    "TenantInfo": "tenancy.state",
+    "with_context": "tenancy.decorators",
+    **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
 
 

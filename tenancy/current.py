@@ -18,24 +18,26 @@ Where a bound value is visible (the rules of :mod:`contextvars`):
 
 from __future__ import annotations
 
-import functools
-import inspect
 from asyncio import current_task as _current_task
 from asyncio.events import _get_running_loop
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from threading import get_ident as _get_ident
 from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import Any
 
-from asgiref.sync import iscoroutinefunction
+from .conf import tenancy_settings
+from .exceptions import InvalidContextIdError
+from .ids import describe_rejected, is_valid_context_id, validate_tenant_id
 
 __all__ = [
+    "CONTEXT_IDS",
     "WELL_KNOWN_KEYS",
-    "Context",
     "RuntimeContext",
+    "TokenStacks",
     "bind",
     "bind_value",
+    "check_ids",
     "clear_context",
     "get_collection_id",
     "get_context",
@@ -57,20 +59,12 @@ __all__ = [
     "set_current_session_id",
     "set_current_tenant_id",
     "set_current_user_id",
-    "with_context",
 ]
 
-WELL_KNOWN_KEYS = (
-    "tenant_id",
-    "request_id",
-    "user_id",
-    "agent_id",
-    "conversation_id",
-    "collection_id",
-    "session_id",
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
+#: The ids bound from headers and call arguments: plain identifiers (``is_valid_context_id``).
+CONTEXT_IDS = ("agent_id", "conversation_id", "collection_id")
+#: The keys SPEC names; any other key may be bound too.
+WELL_KNOWN_KEYS = ("tenant_id", "request_id", "user_id", *CONTEXT_IDS, "session_id")
 
 
 class RuntimeContext:
@@ -282,31 +276,16 @@ def get_full_context() -> dict[str, Any]:
     return {k: v for k, v in ctx._data.items() if v is not None}
 
 
-def _validated_tenant(tenant_id: Any) -> str:
-    """Return *tenant_id* if it may be used as a tenant, else raise."""
-    from .conf import tenancy_settings
-    from .exceptions import TenantRequiredError
-    from .ids import validate_tenant_id
-
-    if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
-        raise TenantRequiredError()
-    return validate_tenant_id(tenant_id)
-
-
-def _check_ids(values: Mapping[str, Any]) -> None:
+def check_ids(values: Mapping[str, Any]) -> None:
     """Refuse malformed ids before they are bound (and reach logs and outgoing headers).
 
     A tenant id must be well-formed or reserved (``default`` stands for "no
     tenant"); agent, conversation and collection ids must be plain identifiers.
     """
-    from .conf import tenancy_settings
-    from .exceptions import InvalidContextIdError
-    from .ids import describe_rejected, is_valid_context_id, validate_tenant_id
-
     tenant_id = values.get("tenant_id")
     if tenant_id is not None and tenant_id not in tenancy_settings.RESERVED_TENANT_IDS:
         validate_tenant_id(tenant_id)
-    for key in ("agent_id", "conversation_id", "collection_id"):
+    for key in CONTEXT_IDS:
         value = values.get(key)
         if value is not None and not is_valid_context_id(value):
             raise InvalidContextIdError(
@@ -351,223 +330,3 @@ class TokenStacks:
         if earlier is not None:
             self._stacks[owner] = earlier
         return token
-
-
-class Context:
-    """Bind context values for a block: ``with Context(...)`` or ``async with Context(...)``.
-
-    Entering binds the given values on top of the current context (``None``
-    means "not given": the current value stays); leaving restores exactly what
-    was there before, also on exceptions and when nested. The same instance may
-    be entered again, also while it is already entered, and by several tasks or
-    threads at once (each leaving restores what that task had).
-
-    ``validate_tenant=True`` checks the tenant that will be current inside the
-    block (the given one, or the current one if none is given): it must be set,
-    not reserved (``default``), well-formed, registered and active; otherwise
-    ``TenantRequiredError``, ``InvalidTenantIdError``, ``TenantNotRegisteredError``
-    or ``TenantInactiveError`` is raised and nothing is bound.
-
-    Visibility follows :mod:`contextvars` (see this module's docstring): tasks
-    created and ``sync_to_async``/``async_to_sync`` calls made inside the block
-    see the values; concurrent tasks, threads and requests never do.
-    """
-
-    __slots__ = ("_tokens", "_validate", "_values")
-
-    def __init__(
-        self,
-        tenant_id: str | None = None,
-        agent_id: str | None = None,
-        conversation_id: str | None = None,
-        collection_id: str | None = None,
-        request_id: str | None = None,
-        user_id: Any = None,
-        validate_tenant: bool = False,
-        **variables: Any,
-    ) -> None:
-        values = {
-            "tenant_id": tenant_id,
-            "agent_id": agent_id,
-            "conversation_id": conversation_id,
-            "collection_id": collection_id,
-            "request_id": request_id,
-            "user_id": user_id,
-        }
-        self._values = {k: v for k, v in values.items() if v is not None}
-        _check_ids(self._values)
-        self._values.update(variables)
-        self._validate = validate_tenant
-        self._tokens = TokenStacks()
-
-    def __repr__(self) -> str:
-        return f"Context({self._values!r}, validate_tenant={self._validate})"
-
-    def _enter(self) -> Context:
-        if self._validate:
-            tenant_id = self._values.get("tenant_id", get_current_tenant_id())
-            _validated_tenant(tenant_id)
-            from .registry import tenant_context
-
-            tenant_context.get_active_tenant(tenant_id)
-        self._tokens.push(bind(self._values))
-        return self
-
-    def _exit(self) -> None:
-        _CONTEXT.reset(self._tokens.pop())
-
-    def __enter__(self) -> Context:
-        return self._enter()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._exit()
-
-    async def __aenter__(self) -> Context:
-        if self._validate:
-            # Warm the registry off the event loop: a cold lookup reads the database.
-            from asgiref.sync import sync_to_async
-
-            from .ids import is_valid_tenant_id
-            from .registry import tenant_context
-
-            tid = self._values.get("tenant_id", get_current_tenant_id())
-            if is_valid_tenant_id(tid) and not tenant_context.is_cached(tid):
-                await sync_to_async(tenant_context.get_tenant)(tid)
-        return self._enter()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._exit()
-
-    # Accessors: read the *current* context, so they are right inside the block.
-
-    def get_tenant_id(self) -> str:
-        """Return the current tenant id; never ``None`` or ``default`` (raise instead)."""
-        return _validated_tenant(get_current_tenant_id())
-
-    def get_agent_id(self) -> str | None:
-        return get_current_agent_id()
-
-    def get_conversation_id(self) -> str | None:
-        return get_current_conversation_id()
-
-    def get_collection_id(self) -> str | None:
-        return get_current_collection_id()
-
-    def get_request_id(self) -> str | None:
-        return get_current_request_id()
-
-    def get_user_id(self) -> Any:
-        return get_current_user_id()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Return any current variable, or *default*."""
-        ctx = _get()
-        return default if ctx is None else ctx.get(key, default)
-
-
-_DECORATED_IDS = (
-    ("tenant", "tenant_id"),
-    ("agent", "agent_id"),
-    ("conversation", "conversation_id"),
-    ("collection", "collection_id"),
-)
-
-
-@overload
-def with_context(func: F) -> F: ...
-
-
-@overload
-def with_context(
-    func: None = None,
-    *,
-    tenant: bool = True,
-    agent: bool = False,
-    conversation: bool = False,
-    collection: bool = False,
-    validate_tenant: bool = True,
-) -> Callable[[F], F]: ...
-
-
-def with_context(
-    func: Callable[..., Any] | None = None,
-    *,
-    tenant: bool = True,
-    agent: bool = False,
-    conversation: bool = False,
-    collection: bool = False,
-    validate_tenant: bool = True,
-) -> Any:
-    """Bind context ids for each call of a sync or async function.
-
-    Each named id (``tenant_id``, ``agent_id``, ...) is taken from the call's
-    arguments when the function receives it (e.g. ``agent_id`` from the URL),
-    else from the current context, and is bound for the duration of the call.
-    With ``validate_tenant=True`` the tenant must be set, well-formed,
-    registered and active, else a :class:`~tenancy.TenancyError` is raised
-    before the function runs. A function that declares a ``ctx`` parameter
-    receives the :class:`Context`. Usable bare (``@with_context``) and under
-    ``@api_view`` or other decorators.
-    """
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        wanted = [key for flag, key in _DECORATED_IDS if locals_flags[flag]]
-        signature = inspect.signature(fn)
-        params = signature.parameters
-        wants_ctx = "ctx" in params
-        positional = [
-            name
-            for name, p in params.items()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-
-        ctx_index = positional.index("ctx") if "ctx" in positional else None
-
-        def inject(args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Context) -> None:
-            if not wants_ctx or kwargs.get("ctx") is not None:
-                return
-            if ctx_index is not None and ctx_index < len(args):
-                return  # the caller passed ctx positionally
-            kwargs["ctx"] = ctx
-
-        def make_context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
-            values: dict[str, Any] = {}
-            for key in wanted:
-                value = kwargs.get(key)
-                if value is None and key in positional:
-                    index = positional.index(key)
-                    if index < len(args):
-                        value = args[index]
-                if value is not None:
-                    values[key] = value
-            return Context(validate_tenant=validate_tenant and tenant, **values)
-
-        if iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                ctx = make_context(args, kwargs)
-                async with ctx:
-                    inject(args, kwargs, ctx)
-                    return await fn(*args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            ctx = make_context(args, kwargs)
-            with ctx:
-                inject(args, kwargs, ctx)
-                return fn(*args, **kwargs)
-
-        return sync_wrapper
-
-    locals_flags = {
-        "tenant": tenant,
-        "agent": agent,
-        "conversation": conversation,
-        "collection": collection,
-    }
-    if func is not None:
-        return decorate(func)
-    return decorate

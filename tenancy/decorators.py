@@ -1,47 +1,23 @@
-"""Tenant enforcement for plain Django views, and the refusal shared with the DRF permissions."""
+"""View and function decorators: ``@tenant_required`` for plain views, ``@with_context``."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 
-from .conf import tenancy_settings
+from .context import Context
+from .current import CONTEXT_IDS
+from .request import tenant_denial
 
-__all__ = ["tenant_denial", "tenant_required"]
+__all__ = ["tenant_required", "with_context"]
 
 V = TypeVar("V", bound=Callable[..., Any])
-
-
-def tenant_denial(request: Any) -> dict[str, str] | None:
-    """Return the JSON body refusing *request*'s tenant, or ``None`` if a valid tenant is bound.
-
-    The codes: ``tenant_required`` (no claim), ``invalid_tenant_id``,
-    ``tenant_not_registered`` and ``tenant_inactive``.
-    """
-    if getattr(request, "tenant", None) is not None:
-        return None
-    try:
-        error = request.tenant_error
-    except AttributeError:
-        raise ImproperlyConfigured(
-            "The request has no tenant attributes: add "
-            "'tenancy.middleware.TenantContextMiddleware' to MIDDLEWARE."
-        ) from None
-    if error is not None:
-        return error.as_dict()
-    return {
-        "detail": (
-            "This request needs a tenant: send the "
-            f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
-            "active tenant."
-        ),
-        "code": "tenant_required",
-    }
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def tenant_required(view_func: V) -> V:
@@ -70,3 +46,107 @@ def tenant_required(view_func: V) -> V:
         return view_func(request, *args, **kwargs)
 
     return _view  # type: ignore[return-value]
+
+
+# (flag of with_context, context key): tenant_id, agent_id, conversation_id, collection_id.
+_DECORATED_IDS = (("tenant", "tenant_id"), *((key.removesuffix("_id"), key) for key in CONTEXT_IDS))
+
+
+@overload
+def with_context(func: F) -> F: ...
+
+
+@overload
+def with_context(
+    func: None = None,
+    *,
+    tenant: bool = True,
+    agent: bool = False,
+    conversation: bool = False,
+    collection: bool = False,
+    validate_tenant: bool = True,
+) -> Callable[[F], F]: ...
+
+
+def with_context(
+    func: Callable[..., Any] | None = None,
+    *,
+    tenant: bool = True,
+    agent: bool = False,
+    conversation: bool = False,
+    collection: bool = False,
+    validate_tenant: bool = True,
+) -> Any:
+    """Bind context ids for each call of a sync or async function.
+
+    Each named id (``tenant_id``, ``agent_id``, ...) is taken from the call's
+    arguments when the function receives it (e.g. ``agent_id`` from the URL),
+    else from the current context, and is bound for the duration of the call.
+    With ``validate_tenant=True`` the tenant must be set, well-formed,
+    registered and active, else a :class:`~tenancy.TenancyError` is raised
+    before the function runs. A function that declares a ``ctx`` parameter
+    receives the :class:`Context`. Usable bare (``@with_context``) and under
+    ``@api_view`` or other decorators.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        wanted = [key for flag, key in _DECORATED_IDS if locals_flags[flag]]
+        signature = inspect.signature(fn)
+        params = signature.parameters
+        wants_ctx = "ctx" in params
+        positional = [
+            name
+            for name, p in params.items()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+
+        ctx_index = positional.index("ctx") if "ctx" in positional else None
+
+        def inject(args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Context) -> None:
+            if not wants_ctx or kwargs.get("ctx") is not None:
+                return
+            if ctx_index is not None and ctx_index < len(args):
+                return  # the caller passed ctx positionally
+            kwargs["ctx"] = ctx
+
+        def make_context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
+            values: dict[str, Any] = {}
+            for key in wanted:
+                value = kwargs.get(key)
+                if value is None and key in positional:
+                    index = positional.index(key)
+                    if index < len(args):
+                        value = args[index]
+                if value is not None:
+                    values[key] = value
+            return Context(validate_tenant=validate_tenant and tenant, **values)
+
+        if iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = make_context(args, kwargs)
+                async with ctx:
+                    inject(args, kwargs, ctx)
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = make_context(args, kwargs)
+            with ctx:
+                inject(args, kwargs, ctx)
+                return fn(*args, **kwargs)
+
+        return sync_wrapper
+
+    locals_flags = {
+        "tenant": tenant,
+        "agent": agent,
+        "conversation": conversation,
+        "collection": collection,
+    }
+    if func is not None:
+        return decorate(func)
+    return decorate

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models, router
 from django.db.models import NOT_PROVIDED
 
-from .current import bind, get_current_tenant_id, reset_context
+from .current import bind, reset_context
 from .exceptions import TenantAccessDenied, TenantRequiredError
+from .registry import bound_tenant_id, require_tenant_id
 
-if TYPE_CHECKING:
-    from .models import TenantScopedModel
+# The rows these guards see are TenantScopedModel instances (tenant-scoped models
+# carry ``tenant_scoped = True``); this module sits below the models.
+ScopedRow = Any
 
 __all__ = [
-    "bound_tenant",
     "check_hand_built_row",
     "check_references",
     "check_row_delete",
@@ -41,14 +42,6 @@ __all__ = [
     "row_tenant_bound",
     "scoped_references",
 ]
-
-
-def bound_tenant() -> str:
-    """Return the bound tenant id, or raise ``TenantRequiredError``."""
-    tenant_id = get_current_tenant_id()
-    if tenant_id is None:
-        raise TenantRequiredError()
-    return tenant_id
 
 
 def moved_error(verbose_name: Any) -> TenantAccessDenied:
@@ -66,14 +59,14 @@ def remember_db_state(instance: Any) -> None:
     instance._tenancy_db_state = {name: data[name] for name in names if name in data}
 
 
-def check_row_tenant(instance: TenantScopedModel) -> None:
+def check_row_tenant(instance: ScopedRow) -> None:
     """Fill *instance*'s tenant from the context, or refuse a row of another tenant.
 
     Without a bound tenant, a row must name its tenant explicitly (maintenance
     code working through ``unscoped``); with one, the row must belong to it.
     A row read from the database never changes tenant.
     """
-    current = get_current_tenant_id()
+    current = bound_tenant_id()
     row_tenant = instance.tenant_id
     stored = getattr(instance, "_tenancy_db_state", {}).get("tenant_id")
     if stored is not None and row_tenant != stored:
@@ -95,15 +88,12 @@ def scoped_references(model: Any) -> tuple[models.ForeignKey, ...]:
     """Return *model*'s foreign keys (and one-to-ones) to tenant-scoped models."""
     found = _REFERENCES.get(model)
     if found is None:
-        from .models import TenantScopedModel
-
         found = _REFERENCES[model] = tuple(
             field
             for field in model._meta.concrete_fields
             if isinstance(field, models.ForeignKey)
             and field.name != "tenant"
-            and isinstance(field.related_model, type)
-            and issubclass(field.related_model, TenantScopedModel)
+            and getattr(field.related_model, "tenant_scoped", False)
         )
     return found
 
@@ -196,7 +186,7 @@ def check_update_references(queryset: Any, values: Mapping[str, Any]) -> None:
         if target is None:
             continue  # no such row: the database's foreign key answers
         if queryset.is_tenant_scoped:
-            mismatch = target != bound_tenant()
+            mismatch = target != require_tenant_id()
         else:
             mismatch = queryset.exclude(tenant_id=target).exists()
         if mismatch:
@@ -232,12 +222,12 @@ def check_hand_built_row(instance: Any, using: str | None, force_insert: Any) ->
         .first()
     )
     if row_tenant is not None and row_tenant != instance.tenant_id:
-        raise _not_yours(instance, get_current_tenant_id() or instance.tenant_id, "written")
+        raise _not_yours(instance, bound_tenant_id() or instance.tenant_id, "written")
 
 
 def check_row_read(instance: Any) -> None:
     """Refuse to reload a row of another tenant than the bound one (``refresh_from_db``)."""
-    current = get_current_tenant_id()
+    current = bound_tenant_id()
     stored = getattr(instance, "_tenancy_db_state", {}).get("tenant_id", instance.tenant_id)
     if current is not None and stored is not None and stored != current:
         raise _not_yours(instance, current, "read")
@@ -249,7 +239,7 @@ def check_row_delete(instance: Any, using: str | None) -> None:
     A row built by hand with a primary key (not read from the database) is
     looked up once: the database's ``tenant_id`` decides, not the instance's.
     """
-    current = get_current_tenant_id()
+    current = bound_tenant_id()
     row_tenant = getattr(instance, "_tenancy_db_state", {}).get("tenant_id")
     if row_tenant is None:
         using = using or router.db_for_write(type(instance), instance=instance)
@@ -268,14 +258,14 @@ def check_row_delete(instance: Any, using: str | None) -> None:
 
 
 @contextmanager
-def row_tenant_bound(instance: TenantScopedModel) -> Iterator[None]:
+def row_tenant_bound(instance: ScopedRow) -> Iterator[None]:
     """Run Django's validation of *instance* in the row's own tenant.
 
     Unique and constraint checks query the scoped ``_default_manager``. Inside a
     tenant, a new row gets the tenant ``save()`` would give it; outside any tenant
     (the admin), the row's tenant is bound for the checks only.
     """
-    current = get_current_tenant_id()
+    current = bound_tenant_id()
     if current is not None or not instance.tenant_id:
         if current is not None and not instance.tenant_id:
             instance.tenant_id = current

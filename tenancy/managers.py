@@ -29,16 +29,15 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.sql import Query
 
-from .current import get_current_tenant_id
 from .exceptions import TenantAccessDenied
 from .guards import (
-    bound_tenant,
     check_references,
     check_row_tenant,
     check_update_references,
     moved_error,
     remember_db_state,
 )
+from .registry import bound_tenant_id, require_tenant_id
 
 __all__ = ["CurrentTenant", "TenantScopedManager", "TenantScopedQuerySet", "UnscopedManager"]
 
@@ -52,7 +51,7 @@ class CurrentTenant(models.Expression):
 
     def as_sql(self, compiler: Any, connection: Any) -> Any:
         # none() needs no tenant: its query never reaches the database.
-        tenant_id = "" if compiler.query.is_empty() else bound_tenant()
+        tenant_id = "" if compiler.query.is_empty() else require_tenant_id()
         # Compiled like Value(), so the parameters have the type this Django expects.
         return compiler.compile(models.Value(tenant_id, output_field=self.output_field))
 
@@ -94,7 +93,7 @@ class TenantScopedQuerySet(models.QuerySet):
         owner = self._cached_for
         if owner is None:  # not scoped, or filled by prefetch_related for held rows
             return
-        current = bound_tenant()
+        current = require_tenant_id()
         if current != owner:
             raise TenantAccessDenied(
                 f"These {self.model._meta.verbose_name_plural} were read in tenant {owner!r}; "
@@ -103,7 +102,7 @@ class TenantScopedQuerySet(models.QuerySet):
 
     def _fetch_all(self) -> None:
         if self._tenant_scoped and self._result_cache is None:
-            tenant_id = get_current_tenant_id() if self.query.is_empty() else bound_tenant()
+            tenant_id = bound_tenant_id() if self.query.is_empty() else require_tenant_id()
             super()._fetch_all()
             self._cached_for = tenant_id
             return
@@ -136,7 +135,7 @@ class TenantScopedQuerySet(models.QuerySet):
     def _writable(self) -> None:
         # Before Django opens a transaction or savepoint: a scoped write needs a tenant.
         if self._tenant_scoped:
-            bound_tenant()
+            require_tenant_id()
 
     def create(self, **kwargs: Any) -> Any:
         self._writable()

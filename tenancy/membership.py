@@ -16,25 +16,30 @@ import re
 from typing import Any
 
 from django.core.cache import caches
-from django.db import transaction
 
 from .conf import tenancy_settings
+from .state import SharedStore, invalidate_on_commit, read_through
 
 __all__ = ["invalidate_user", "is_member", "user_tenant_ids"]
 
-_MISS: Any = object()
 _SAFE_PK = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _key(user_pk: Any, using: str) -> str:
+def _store(using: str) -> SharedStore:
+    # The cache itself, even a local-memory one: memberships are read per user.
+    prefix = f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:members:"
+    return SharedStore(caches[tenancy_settings.CACHE_ALIAS], prefix, tenancy_settings.CACHE_TIMEOUT)
+
+
+def _key(user_pk: Any) -> str:
     raw = str(user_pk)
     if not _SAFE_PK.fullmatch(raw):  # keep keys valid for every cache backend
         raw = hashlib.sha256(raw.encode()).hexdigest()[:32]
-    return f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:members:{raw}"
+    return raw
 
 
 def _fetch(user_pk: Any, using: str) -> tuple[str, ...]:
-    from .models import TenantMembership
+    from .models.tenants import TenantMembership
 
     rows = TenantMembership.objects.using(using).filter(user_id=user_pk)
     return tuple(sorted(str(tenant_id) for tenant_id in rows.values_list("tenant_id", flat=True)))
@@ -42,14 +47,7 @@ def _fetch(user_pk: Any, using: str) -> tuple[str, ...]:
 
 def user_tenant_ids(user_pk: Any, using: str = "default") -> frozenset[str]:
     """Return the ids of the tenants the user with primary key *user_pk* belongs to."""
-    cache = caches[tenancy_settings.CACHE_ALIAS]
-    key = _key(user_pk, using)
-    value = cache.get(key, _MISS)
-    if value is _MISS:
-        value = _fetch(user_pk, using)
-        # add(), not set(): a fresher value written by an invalidation wins.
-        cache.add(key, value, tenancy_settings.CACHE_TIMEOUT)
-    return frozenset(value)
+    return frozenset(read_through(_store(using), _key(user_pk), lambda: _fetch(user_pk, using)))
 
 
 def is_member(tenant_id: str, user_pk: Any, using: str = "default") -> bool:
@@ -59,14 +57,7 @@ def is_member(tenant_id: str, user_pk: Any, using: str = "default") -> bool:
 
 def invalidate_user(user_pk: Any, using: str = "default") -> None:
     """Drop the user's cached memberships now; store the fresh ones once the transaction commits."""
-    cache = caches[tenancy_settings.CACHE_ALIAS]
-    key = _key(user_pk, using)
-    cache.delete(key)
-
-    def refresh() -> None:
-        cache.set(key, _fetch(user_pk, using), tenancy_settings.CACHE_TIMEOUT)
-
-    transaction.on_commit(refresh, using=using)
+    invalidate_on_commit(_store(using), _key(user_pk), lambda: _fetch(user_pk, using), using)
 
 
 def membership_changed(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:

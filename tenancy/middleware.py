@@ -38,11 +38,14 @@ from .conf import tenancy_settings
 from .current import bind, get_current_user_id, reset_context
 from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
 from .ids import describe_rejected, is_valid_context_id, is_valid_request_id
-from .registry import TenantInfo, tenant_context
-from .resolvers import TenantResolver, meta_key
-from .stats.counters import counters, flush_if_due
+from .registry import tenant_context
+from .request import meta_key
+from .resolvers import TenantResolver
+from .state import TenantInfo
+from .stats.counters import counters
+from .stats.flush import flush_if_due
 
-__all__ = ["TenantContextMiddleware", "bind_request_user"]
+__all__ = ["TenantContextMiddleware"]
 
 logger = logging.getLogger("tenancy.middleware")
 
@@ -328,20 +331,3 @@ def _authenticated_user_id(request: HttpRequest) -> str | None:
     if getattr(user, "is_authenticated", False):
         return str(user.pk)
     return None
-
-
-def bind_request_user(request: Any, user: Any) -> None:
-    """Bind an authenticated *user*'s pk as ``user_id`` for the rest of the request.
-
-    Used by the permission classes once DRF has authenticated the user (token
-    or session), so log lines of the view carry it. Only inside the
-    middleware's frame, which restores the context when the response is ready.
-    """
-    http_request = getattr(request, "_request", request)
-    if not http_request.__dict__.get("_tenancy_frame"):
-        return
-    if user is None or not getattr(user, "is_authenticated", False):
-        return
-    user_id = str(user.pk)
-    if get_current_user_id() != user_id:
-        bind({"user_id": user_id})

@@ -17,10 +17,10 @@ from typing import Any
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from .decorators import tenant_denial
 from .exceptions import TenantAccessDenied
 from .membership import is_member
-from .middleware import bind_request_user
+from .registry import require_tenant_id
+from .request import bind_request_user, tenant_denial
 
 __all__ = ["TenantMember", "TenantPermissionDenied", "TenantRequired"]
 
@@ -61,7 +61,8 @@ class TenantMember(BasePermission):
         body = tenant_denial(request)
         if body is not None:
             raise TenantPermissionDenied(body)
-        if not is_member(request.tenant.tenant_id, user.pk):
+        # The bound tenant: the one the scoped managers will read (the request's).
+        if not is_member(require_tenant_id(), user.pk):
             raise TenantPermissionDenied(TenantAccessDenied().as_dict())
         bind_request_user(request, user)
         return True

@@ -1,17 +1,14 @@
-"""The tenant registry: lifecycle, cached tenant state, ``switch``/``aswitch``.
+"""The tenant registry: lifecycle, the warm path, ``switch``/``aswitch``, the bound tenant.
 
-Tenant state is cached so that a warm switch makes no database query. Where
-the cache lives depends on the backend of ``TENANCY["CACHE_ALIAS"]``:
+Tenant state is cached (:mod:`tenancy.state`) so that a warm switch makes no
+database query. Every change made through Django (this registry, the admin,
+``Tenant.save()``) invalidates the entry at once and writes the fresh state
+when the transaction commits. ``QuerySet.update()`` sends no signal: change
+tenants through the registry or ``save()``.
 
-- a process-local backend (``LocMemCache``, ``DummyCache``): a dict in this
-  process, whose entries expire after ``TENANCY["CACHE_TIMEOUT"]`` seconds;
-- a shared backend (Redis, Memcached, database): the cache itself, so that a
-  change made by one process is seen by every process at its next lookup.
-
-Every change made through Django (this registry, the admin, ``Tenant.save()``)
-invalidates the entry at once and writes the fresh state when the transaction
-commits. ``QuerySet.update()`` sends no signal: change tenants through the
-registry or ``save()``.
+:func:`require_tenant_id` is the one answer to "which tenant is bound": the
+scoped managers, the write guards, the permissions and ``require_tenant()``
+all ask it.
 """
 
 from __future__ import annotations
@@ -20,18 +17,14 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.core.cache import caches
-from django.core.cache.backends.dummy import DummyCache
-from django.core.cache.backends.locmem import LocMemCache
+from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models.deletion import ProtectedError
 
 from . import signals
+from .conf import tenancy_settings
 from .current import (
     _CONTEXT,
     TokenStacks,
@@ -46,113 +39,44 @@ from .exceptions import (
     TenantNotRegisteredError,
     TenantRequiredError,
 )
-from .ids import validate_tenant_id
+from .ids import is_valid_tenant_id, validate_tenant_id
+from .state import MISS, LocalStore, SharedStore, TenantInfo, invalidate_on_commit, make_store
 from .stats.counters import counters
 
-if TYPE_CHECKING:
-    from .models import Tenant
+__all__ = [
+    "TenantContext",
+    "TenantInfo",
+    "bound_tenant_id",
+    "require_tenant_id",
+    "tenant_context",
+]
 
-__all__ = ["TenantContext", "TenantInfo", "tenant_context"]
-
-_MISS: Any = object()
-_ABSENT = "-"  # what the cache holds for a well-formed id with no tenant behind it
-_LOCAL_LIMIT = 10_000
-_monotonic = time.monotonic
 _reset = _CONTEXT.reset
+_monotonic = time.monotonic
 
 
-@dataclass(frozen=True, slots=True)
-class TenantInfo:
-    """An immutable snapshot of a tenant, as the registry last saw it."""
+def bound_tenant_id() -> str | None:
+    """Return the bound tenant id, or ``None`` when no tenant is bound.
 
-    tenant_id: str
-    name: str
-    active: bool
-    metadata: Mapping[str, Any]
-    created_at: datetime | None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata or {})))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # MappingProxyType does not pickle; shared caches store the plain dict.
-        return (
-            TenantInfo,
-            (self.tenant_id, self.name, self.active, dict(self.metadata), self.created_at),
-        )
-
-    @classmethod
-    def from_model(cls, tenant: Tenant) -> TenantInfo:
-        return cls(tenant.tenant_id, tenant.name, tenant.active, tenant.metadata, tenant.created_at)
+    ``None`` and the reserved ids (``default``) both mean "no tenant".
+    """
+    tenant_id = get_current_tenant_id()
+    if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
+        return None
+    return tenant_id
 
 
-class _LocalStore:
-    """Tenant state in a dict of this process; entries expire after ``timeout``."""
+def require_tenant_id() -> str:
+    """Return the bound tenant id, well-formed; ``TenantRequiredError`` when none is bound.
 
-    shared = False
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.data: dict[str, tuple[Any, float]] = {}
-
-    def get(self, tenant_id: str) -> Any:
-        entry = self.data.get(tenant_id)
-        if entry is None or entry[1] < _monotonic():
-            return _MISS
-        return entry[0]
-
-    def add(self, tenant_id: str, value: TenantInfo | None) -> None:
-        if len(self.data) >= _LOCAL_LIMIT:
-            self._evict()
-        now = time.monotonic()
-        current = self.data.get(tenant_id)
-        if current is None or current[1] < now:
-            self.data[tenant_id] = (value, now + self.timeout)
-
-    def set(self, tenant_id: str, value: TenantInfo | None) -> None:
-        self.data[tenant_id] = (value, time.monotonic() + self.timeout)
-
-    def _evict(self) -> None:
-        """Make room: drop unknown ids and expired entries first, real tenants last.
-
-        Requests naming random well-formed ids fill the store with absences;
-        they must not push out the tenants that are really used. The dict is
-        changed in place: the registry's hot path holds a reference to it.
-        """
-        now = time.monotonic()
-        for key, (value, expires) in list(self.data.items()):
-            if value is None or expires < now:
-                self.data.pop(key, None)
-        if len(self.data) >= _LOCAL_LIMIT:  # that many real tenants: start afresh
-            self.data.clear()
-
-    def delete(self, tenant_id: str) -> None:
-        self.data.pop(tenant_id, None)
-
-
-class _SharedStore:
-    """Tenant state in a cache shared by every process."""
-
-    shared = True
-
-    def __init__(self, cache: Any, prefix: str, timeout: float) -> None:
-        self.cache = cache
-        self.prefix = prefix
-        self.timeout = timeout
-
-    def get(self, tenant_id: str) -> Any:
-        value = self.cache.get(self.prefix + tenant_id, _MISS)
-        return None if value == _ABSENT else value
-
-    def add(self, tenant_id: str, value: TenantInfo | None) -> None:
-        # add(), not set(): a concurrent invalidation that wrote fresher state wins.
-        self.cache.add(self.prefix + tenant_id, _ABSENT if value is None else value, self.timeout)
-
-    def set(self, tenant_id: str, value: TenantInfo | None) -> None:
-        self.cache.set(self.prefix + tenant_id, _ABSENT if value is None else value, self.timeout)
-
-    def delete(self, tenant_id: str) -> None:
-        self.cache.delete(self.prefix + tenant_id)
+    Every caller that needs the bound tenant (the scoped managers, the write
+    guards, the permissions, ``Context.get_tenant_id()``, ``require_tenant()``)
+    asks this function, so they all give the same answer.
+    """
+    tenant_id = bound_tenant_id()
+    if tenant_id is None:
+        raise TenantRequiredError()
+    return validate_tenant_id(tenant_id)
 
 
 _instances: weakref.WeakSet[TenantContext] = weakref.WeakSet()
@@ -212,7 +136,7 @@ class TenantContext:
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
-        self._store: _LocalStore | _SharedStore | None = None
+        self._store: LocalStore | SharedStore | None = None
         # The local store's entries, read directly by a warm switch; always empty
         # with a shared store, whose state must be read from the cache each time.
         self._local: dict[str, tuple[Any, float]] = {}
@@ -225,23 +149,13 @@ class TenantContext:
     # -- cached state ---------------------------------------------------------
 
     @property
-    def store(self) -> _LocalStore | _SharedStore:
+    def store(self) -> LocalStore | SharedStore:
         store = self._store
         if store is None:
             with self._store_lock:
-                store = self._store = self._make_store()
-                self._local = store.data if isinstance(store, _LocalStore) else {}
+                store = self._store = make_store(self.using)
+                self._local = store.data if isinstance(store, LocalStore) else {}
         return store
-
-    def _make_store(self) -> _LocalStore | _SharedStore:
-        from .conf import tenancy_settings
-
-        cache = caches[tenancy_settings.CACHE_ALIAS]
-        timeout = float(tenancy_settings.CACHE_TIMEOUT)
-        if isinstance(cache, (LocMemCache, DummyCache)):
-            return _LocalStore(timeout)
-        prefix = f"{tenancy_settings.CACHE_KEY_PREFIX}:{self.using}:tenant:"
-        return _SharedStore(cache, prefix, timeout)
 
     def reset_cache(self) -> None:
         """Forget every cached tenant and re-read the cache settings (tests, settings changes)."""
@@ -249,7 +163,7 @@ class TenantContext:
         self._store = None
 
     def _fetch(self, tenant_id: str) -> TenantInfo | None:
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
         info = TenantInfo.from_model(tenant) if tenant is not None else None
@@ -257,7 +171,7 @@ class TenantContext:
         return info
 
     def _peek(self, tenant_id: Any) -> Any:
-        """Return the cached ``TenantInfo``, ``None`` for a known absence, or ``_MISS``.
+        """Return the cached ``TenantInfo``, ``None`` for a known absence, or ``MISS``.
 
         Raises ``InvalidTenantIdError`` for a malformed id. A hit in the local
         store skips the format check: only validated ids are ever stored.
@@ -267,17 +181,17 @@ class TenantContext:
             validate_tenant_id(tenant_id)
             return store.get(tenant_id)
         value = store.get(tenant_id)
-        if value is _MISS:
+        if value is MISS:
             validate_tenant_id(tenant_id)
         return value
 
     def is_cached(self, tenant_id: str) -> bool:
         """Return True when *tenant_id*'s state is known without a database query."""
-        return self._peek(tenant_id) is not _MISS
+        return self._peek(tenant_id) is not MISS
 
     def _lookup(self, tenant_id: Any) -> TenantInfo | None:
         info = self._peek(tenant_id)
-        return self._fetch(tenant_id) if info is _MISS else info
+        return self._fetch(tenant_id) if info is MISS else info
 
     def _warm(self, tenant_id: Any) -> TenantInfo | None:
         """Return the tenant if the local store holds it fresh and active, else ``None``.
@@ -318,18 +232,15 @@ class TenantContext:
         warm = self._warm(tenant_id)
         if warm is not None:
             return warm
-        from asgiref.sync import sync_to_async
 
         info = self._peek(tenant_id)
-        if info is _MISS:
+        if info is MISS:
             info = await sync_to_async(self._fetch)(tenant_id)
         return self._check_active(tenant_id, info)
 
     def invalidate(self, tenant_id: str, fresh: TenantInfo | None) -> None:
         """Drop *tenant_id*'s cached state now; store *fresh* once the transaction commits."""
-        store = self.store
-        store.delete(tenant_id)
-        transaction.on_commit(lambda: store.set(tenant_id, fresh), using=self.using)
+        invalidate_on_commit(self.store, tenant_id, lambda: fresh, self.using)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -337,7 +248,7 @@ class TenantContext:
         self, tenant_id: str, name: str, metadata: Mapping[str, Any] | None = None
     ) -> TenantInfo:
         """Create a tenant, active by default; ``TenantAlreadyRegisteredError`` if it exists."""
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         validate_tenant_id(tenant_id)
         if not isinstance(name, str) or not name.strip():
@@ -357,7 +268,7 @@ class TenantContext:
 
     def unregister_tenant(self, tenant_id: str) -> None:
         """Delete a tenant; refused while it is current or while scoped rows reference it."""
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         validate_tenant_id(tenant_id)
         if get_current_tenant_id() == tenant_id:
@@ -381,17 +292,15 @@ class TenantContext:
         """Return the labels of tenant-scoped models that hold rows of *tenant_id*."""
         from django.apps import apps
 
-        from .models import TenantScopedModel
-
         return [
             model._meta.label
             for model in apps.get_models()
-            if issubclass(model, TenantScopedModel)
+            if getattr(model, "tenant_scoped", False)
             and model._base_manager.using(self.using).filter(tenant_id=tenant_id).exists()
         ]
 
     def _set_active(self, tenant_id: str, active: bool) -> TenantInfo:
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         validate_tenant_id(tenant_id)
         tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
@@ -418,14 +327,10 @@ class TenantContext:
 
     def is_tenant_registered(self, tenant_id: str) -> bool:
         """Return True if a tenant is registered under *tenant_id* (False if malformed)."""
-        from .ids import is_valid_tenant_id
-
         return is_valid_tenant_id(tenant_id) and self._lookup(tenant_id) is not None
 
     def is_tenant_active(self, tenant_id: str) -> bool:
         """Return True if *tenant_id* is registered and active (False if malformed)."""
-        from .ids import is_valid_tenant_id
-
         if not is_valid_tenant_id(tenant_id):
             return False
         info = self._lookup(tenant_id)
@@ -437,7 +342,7 @@ class TenantContext:
 
     def list_tenants(self) -> list[TenantInfo]:
         """Return every registered tenant, ordered by id (reads the database)."""
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         return [TenantInfo.from_model(t) for t in Tenant.objects.using(self.using).all()]
 
@@ -463,18 +368,13 @@ class TenantContext:
 
     def require_tenant(self) -> str:
         """Return the bound tenant id, or raise ``TenantRequiredError``."""
-        from .conf import tenancy_settings
-
-        tenant_id = get_current_tenant_id()
-        if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
-            raise TenantRequiredError()
-        return tenant_id
+        return require_tenant_id()
 
     def get_stats(self) -> dict[str, Any]:
         """Return tenant counts (database) and this process's switch counters."""
         from django.db.models import Count, Q
 
-        from .models import Tenant
+        from .models.tenants import Tenant
 
         totals = Tenant.objects.using(self.using).aggregate(
             total=Count("pk"), active=Count("pk", filter=Q(active=True))

@@ -22,13 +22,10 @@ from django.http import HttpRequest
 from django.http.request import split_domain_port
 
 from .conf import tenancy_settings
+from .membership import user_tenant_ids
+from .request import meta_key
 
 __all__ = ["HeaderResolver", "MembershipResolver", "SubdomainResolver", "TenantResolver"]
-
-
-def meta_key(header: str) -> str:
-    """Return the ``request.META`` key of a header name: ``X-Tenant-ID`` -> ``HTTP_X_TENANT_ID``."""
-    return "HTTP_" + header.upper().replace("-", "_")
 
 
 class TenantResolver:
@@ -107,8 +104,6 @@ class MembershipResolver(TenantResolver):
     requires_user = True
 
     def resolve(self, request: HttpRequest) -> str | None:
-        from .membership import user_tenant_ids
-
         user: Any = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None

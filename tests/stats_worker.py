@@ -29,7 +29,8 @@ def main() -> None:
     django.setup()
 
     import tenancy
-    from tenancy.stats.counters import counters, flush_if_due
+    from tenancy.stats.counters import counters
+    from tenancy.stats.flush import flush_if_due
 
     for item in args.work:
         tenant_id, count = item.split(":")

@@ -73,6 +73,29 @@ def test_no_tenant_bound_raises_tenant_required_on_every_read(scoped_rows):
             read()
 
 
+def test_the_reserved_default_tenant_means_none_for_reads_and_writes(scoped_rows):
+    """``default`` bound by hand is no tenant: refused before any SQL, like ``None``."""
+    token = tenancy.set_current_tenant_id("default")
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            for call in (
+                lambda: list(Project.objects.all()),
+                lambda: Project.objects.count(),
+                lambda: Project.objects.create(name="Nowhere"),
+                lambda: Project.objects.filter(name="Rocket").update(name="Moved"),
+                lambda: Project.objects.all().delete(),
+                lambda: Project(name="Hand built").save(),
+                lambda: tenancy.require_tenant(),
+                lambda: tenancy.Context().get_tenant_id(),
+            ):
+                with pytest.raises(TenantRequiredError):
+                    call()
+        assert queries.captured_queries == []
+    finally:
+        tenancy.reset_context(token, "tenant_id")
+    assert Project.unscoped.filter(name__in=["Nowhere", "Moved", "Hand built"]).count() == 0
+
+
 def test_none_needs_no_tenant_and_no_query(scoped_rows, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert list(Project.objects.none()) == []

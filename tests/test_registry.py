@@ -481,9 +481,9 @@ def test_the_same_switch_can_be_entered_again_while_entered(acme, globex):
 @override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 def test_random_unknown_ids_never_push_real_tenants_out_of_the_cache(acme, monkeypatch):
     """The process-local store is bounded; a shared cache (Redis) bounds itself."""
-    from tenancy import registry
+    from tenancy import registry, state
 
-    monkeypatch.setattr(registry, "_LOCAL_LIMIT", 50)
+    monkeypatch.setattr(state, "_LOCAL_LIMIT", 50)
     registry.tenant_context.reset_cache()
     assert tenancy.is_tenant_active("acme")  # cached
     for n in range(200):  # an unauthenticated client sending random well-formed ids

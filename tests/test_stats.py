@@ -10,8 +10,8 @@ from django.test import override_settings
 
 import tenancy
 from tenancy.models import TenantStatsBucket
-from tenancy.stats.counters import Counters, Pending, counters, flush_if_due
-from tenancy.stats.flush import scheduler
+from tenancy.stats.counters import Counters, Pending, counters
+from tenancy.stats.flush import flush_if_due, scheduler
 
 
 @pytest.fixture(autouse=True)

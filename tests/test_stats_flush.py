@@ -176,7 +176,7 @@ def test_flusher_thread_writes_on_the_interval_without_requests(tenants):
 async def test_flush_if_due_in_an_event_loop_hands_the_write_to_the_thread(tenants):
     from asgiref.sync import sync_to_async
 
-    from tenancy.stats.counters import flush_if_due
+    from tenancy.stats.flush import flush_if_due
 
     with override_settings(TENANCY={"STATS_AUTO_FLUSH": True, "STATS_FLUSH_INTERVAL": 3600}):
         async with tenancy.aswitch("acme"):

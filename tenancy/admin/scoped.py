@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from ..current import Context
+from ..context import Context
 from ..models import TenantScopedModel
 from .forms import TenantScopedForm
 

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.db.models.manager
-import tenancy.models
+import tenancy.models.tenants
 from django.conf import settings
 from django.db import migrations, models
 
@@ -20,10 +20,10 @@ class Migration(migrations.Migration):
             name='Tenant',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tenant_id', models.CharField(help_text="Lowercase slug: letters, digits, '-' and '_'; at most 63 characters.", max_length=63, unique=True, validators=[tenancy.models._validate_tenant_id_field], verbose_name='tenant id')),
+                ('tenant_id', models.CharField(help_text="Lowercase slug: letters, digits, '-' and '_'; at most 63 characters.", max_length=63, unique=True, validators=[tenancy.models.tenants._validate_tenant_id_field], verbose_name='tenant id')),
                 ('name', models.CharField(max_length=200, verbose_name='name')),
                 ('active', models.BooleanField(db_index=True, default=True, verbose_name='active')),
-                ('metadata', models.JSONField(blank=True, default=dict, validators=[tenancy.models._validate_metadata], verbose_name='metadata')),
+                ('metadata', models.JSONField(blank=True, default=dict, validators=[tenancy.models.tenants._validate_metadata], verbose_name='metadata')),
                 ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
             ],

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
 
 from .. import guards
-from ..ids import TENANT_ID_MAX_LENGTH, is_valid_tenant_id, validate_tenant_id
+from ..ids import TENANT_ID_MAX_LENGTH
 from ..managers import TenantScopedManager, UnscopedManager
+from .tenants import Tenant, TenantMembership
 
 __all__ = [
     "Conversation",
@@ -24,89 +23,6 @@ __all__ = [
     "TenantStatsBucket",
     "UserRuntimeContext",
 ]
-
-
-def _validate_tenant_id_field(value: Any) -> None:
-    if not is_valid_tenant_id(value):
-        try:
-            validate_tenant_id(value)
-        except Exception as exc:  # InvalidTenantIdError, shown as a form error
-            raise ValidationError(str(exc), code="invalid_tenant_id") from exc
-
-
-def _validate_metadata(value: Any) -> None:
-    if not isinstance(value, dict):
-        raise ValidationError(
-            _('Metadata must be a JSON object, like {"plan": "pro"}.'), code="invalid_metadata"
-        )
-
-
-class Tenant(models.Model):
-    """A tenant: the unit of isolation. ``tenant_id`` is its public key."""
-
-    tenant_id = models.CharField(
-        _("tenant id"),
-        max_length=TENANT_ID_MAX_LENGTH,
-        unique=True,
-        validators=[_validate_tenant_id_field],
-        help_text=_("Lowercase slug: letters, digits, '-' and '_'; at most 63 characters."),
-    )
-    name = models.CharField(_("name"), max_length=200)
-    active = models.BooleanField(_("active"), default=True, db_index=True)
-    metadata = models.JSONField(
-        _("metadata"), default=dict, blank=True, validators=[_validate_metadata]
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-
-    class Meta:
-        ordering = ["tenant_id"]
-        verbose_name = _("tenant")
-        verbose_name_plural = _("tenants")
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.tenant_id})"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        validate_tenant_id(self.tenant_id)
-        if not isinstance(self.metadata, dict):
-            raise ValidationError({"metadata": _("Metadata must be a JSON object.")})
-        super().save(*args, **kwargs)
-
-
-class TenantMembership(models.Model):
-    """Which users may act in which tenant, and in which role."""
-
-    class Role(models.TextChoices):
-        OWNER = "owner", _("owner")
-        ADMIN = "admin", _("admin")
-        MEMBER = "member", _("member")
-
-    tenant = models.ForeignKey(
-        Tenant,
-        on_delete=models.CASCADE,
-        to_field="tenant_id",
-        related_name="memberships",
-        verbose_name=_("tenant"),
-    )
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        related_name="tenant_memberships",
-        verbose_name=_("user"),
-    )
-    role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "user"], name="tenancy_membership_unique")
-        ]
-        verbose_name = _("tenant membership")
-        verbose_name_plural = _("tenant memberships")
-
-    def __str__(self) -> str:
-        return f"{self.user} in {self.tenant_id} ({self.role})"
 
 
 class TenantScopedModel(models.Model):
@@ -136,6 +52,9 @@ class TenantScopedModel(models.Model):
 
     objects = TenantScopedManager()
     unscoped = UnscopedManager()
+
+    #: Marks tenant-scoped models for code that must not import this one (the registry, guards).
+    tenant_scoped = True
 
     class Meta:
         abstract = True
@@ -181,7 +100,7 @@ class TenantScopedModel(models.Model):
     def _do_update(self, base_qs: Any, *args: Any, **kwargs: Any) -> Any:
         # The UPDATE of save() only matches this tenant's row, whatever the checks
         # in save() could not see (a row re-homed by a concurrent transaction).
-        if not issubclass(base_qs.model, TenantScopedModel):
+        if not getattr(base_qs.model, "tenant_scoped", False):
             return super()._do_update(base_qs, *args, **kwargs)
         updated = super()._do_update(base_qs.filter(tenant_id=self.tenant_id), *args, **kwargs)
         if not updated and base_qs.filter(pk=self.pk).exists():
@@ -192,7 +111,7 @@ class TenantScopedModel(models.Model):
 def _unscoped_base_manager(sender: type[models.Model], **kwargs: Any) -> None:
     # A subclass whose own Meta does not inherit TenantScopedModel.Meta loses
     # base_manager_name; Django's plain base manager would skip the write guards.
-    if issubclass(sender, TenantScopedModel) and sender._meta.base_manager_name is None:
+    if getattr(sender, "tenant_scoped", False) and sender._meta.base_manager_name is None:
         sender._meta.base_manager_name = "unscoped"
 
 

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["Pending", "counters", "flush_if_due"]
+__all__ = ["Counters", "Pending", "counters"]
 
 # Fold the events when this many are waiting, whoever is recording.
 _FOLD_AT = 4096
@@ -166,26 +166,3 @@ class Counters:
 counters = Counters()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=counters._after_fork_in_child)
-
-
-_scheduler: Any = None
-
-
-def flush_if_due() -> None:
-    """Persist pending counts when ``TENANCY["STATS_FLUSH_INTERVAL"]`` has passed.
-
-    Called by the middleware at the end of each request: one clock read when
-    not due. When due, sync code writes at once; code running in an event loop
-    hands the write to the background flusher thread instead.
-    """
-    global _scheduler
-    scheduler = _scheduler
-    if scheduler is None:
-        # Imported on first use (it needs the models), then kept: an import
-        # statement costs several microseconds on every request even when the
-        # module is loaded.
-        from .flush import scheduler
-
-        _scheduler = scheduler
-    if time.monotonic() >= scheduler.next_due:
-        scheduler.run_due()

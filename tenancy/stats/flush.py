@@ -33,9 +33,17 @@ from django.db.models.functions import Coalesce, Greatest
 from ..conf import tenancy_settings
 from .counters import Pending, counters
 
-__all__ = ["FlushScheduler", "flush_stats", "read_consistently", "scheduler", "write_pending"]
+__all__ = [
+    "FlushScheduler",
+    "flush_if_due",
+    "flush_stats",
+    "read_consistently",
+    "scheduler",
+    "write_pending",
+]
 
 logger = logging.getLogger("tenancy.stats")
+_monotonic = time.monotonic
 T = TypeVar("T")
 
 # One flush, or one consistent read, at a time in this process: a read made
@@ -254,3 +262,14 @@ class FlushScheduler:
 scheduler = FlushScheduler()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=scheduler._after_fork_in_child)
+
+
+def flush_if_due() -> None:
+    """Persist pending counts when ``TENANCY["STATS_FLUSH_INTERVAL"]`` has passed.
+
+    Called by the middleware at the end of each request: one clock read when
+    not due. When due, sync code writes at once; code running in an event loop
+    hands the write to the background flusher thread instead.
+    """
+    if _monotonic() >= scheduler.next_due:
+        scheduler.run_due()

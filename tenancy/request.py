@@ -1,0 +1,61 @@
+"""Request helpers shared by the middleware, the resolvers, the permissions and the decorators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import tenancy_settings
+from .current import bind, get_current_user_id
+
+__all__ = ["bind_request_user", "meta_key", "tenant_denial"]
+
+
+def meta_key(header: str) -> str:
+    """Return the ``request.META`` key of a header name: ``X-Tenant-ID`` -> ``HTTP_X_TENANT_ID``."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def tenant_denial(request: Any) -> dict[str, str] | None:
+    """Return the JSON body refusing *request*'s tenant, or ``None`` if a valid tenant is bound.
+
+    The codes: ``tenant_required`` (no claim), ``invalid_tenant_id``,
+    ``tenant_not_registered`` and ``tenant_inactive``.
+    """
+    if getattr(request, "tenant", None) is not None:
+        return None
+    try:
+        error = request.tenant_error
+    except AttributeError:
+        raise ImproperlyConfigured(
+            "The request has no tenant attributes: add "
+            "'tenancy.middleware.TenantContextMiddleware' to MIDDLEWARE."
+        ) from None
+    if error is not None:
+        return error.as_dict()
+    return {
+        "detail": (
+            "This request needs a tenant: send the "
+            f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
+            "active tenant."
+        ),
+        "code": "tenant_required",
+    }
+
+
+def bind_request_user(request: Any, user: Any) -> None:
+    """Bind an authenticated *user*'s pk as ``user_id`` for the rest of the request.
+
+    Used by the permission classes once DRF has authenticated the user (token
+    or session), so log lines of the view carry it. Only inside the
+    middleware's frame, which restores the context when the response is ready.
+    """
+    http_request = getattr(request, "_request", request)
+    if not http_request.__dict__.get("_tenancy_frame"):
+        return
+    if user is None or not getattr(user, "is_authenticated", False):
+        return
+    user_id = str(user.pk)
+    if get_current_user_id() != user_id:
+        bind({"user_id": user_id})
