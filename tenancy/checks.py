@@ -163,10 +163,28 @@ _MIDDLEWARE = "tenancy.middleware.TenantContextMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
 
+def _subclass_index(class_path: str, candidate_paths: list[str]) -> int:
+    """Return the index of the first of *candidate_paths* that is *class_path* or a subclass.
+
+    As ``django.contrib.auth.checks`` does: a project's own subclass of a
+    middleware counts as that middleware. -1 when none is.
+    """
+    cls = import_string(class_path)
+    for index, path in enumerate(candidate_paths):
+        try:
+            candidate = import_string(path)
+        except (ImportError, TypeError, ValueError):
+            continue
+        if isinstance(candidate, type) and issubclass(candidate, cls):
+            return index
+    return -1
+
+
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Resolvers that read ``request.user`` need the middleware after AuthenticationMiddleware."""
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if _MIDDLEWARE not in middleware:
+    ours = _subclass_index(_MIDDLEWARE, middleware)
+    if ours < 0:
         return [
             checks.Warning(
                 f"{_MIDDLEWARE} is not in MIDDLEWARE: requests get no request id and no "
@@ -188,9 +206,7 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             continue  # reported by check_settings
     if not needs_user:
         return []
-    if _AUTH_MIDDLEWARE in middleware and middleware.index(_AUTH_MIDDLEWARE) < middleware.index(
-        _MIDDLEWARE
-    ):
+    if 0 <= _subclass_index(_AUTH_MIDDLEWARE, middleware) < ours:
         return []
     return [
         _error(

@@ -23,17 +23,25 @@ class TenancyError(Exception):
     """Base class of every tenancy error.
 
     ``code`` is stable and safe to show to API clients; ``status_code`` is the
-    HTTP status used when the error reaches a view.
+    HTTP status used when the error reaches a view. The message is the one
+    given, else ``tenant_message`` when a tenant id is given (formatted with
+    ``tenant_id`` and the error itself as ``error``), else ``default_message``.
     """
 
     code: str = "tenancy_error"
     status_code: int = 400
     default_message: str = "A tenancy error occurred."
+    tenant_message: str | None = None
 
     def __init__(self, message: str | None = None, *, tenant_id: str | None = None) -> None:
-        self.message = message or self.default_message
         self.tenant_id = tenant_id
-        super().__init__(self.message)
+        if message is None:
+            if tenant_id is not None and self.tenant_message is not None:
+                message = self.tenant_message.format(tenant_id=tenant_id, error=self)
+            else:
+                message = self.default_message
+        self.message = message
+        super().__init__(message)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON body used for this error in HTTP responses."""
@@ -83,11 +91,7 @@ class TenantNotRegisteredError(TenancyError, ValueError):
     code = "tenant_not_registered"
     status_code = 403
     default_message = "Tenant is not registered. Use register_tenant() to create it."
-
-    def __init__(self, message: str | None = None, *, tenant_id: str | None = None) -> None:
-        if message is None and tenant_id is not None:
-            message = f"Tenant {tenant_id!r} is not registered. Use register_tenant() to create it."
-        super().__init__(message, tenant_id=tenant_id)
+    tenant_message = "Tenant {tenant_id!r} is not registered. Use register_tenant() to create it."
 
 
 class TenantInactiveError(TenancyError, ValueError):
@@ -96,11 +100,7 @@ class TenantInactiveError(TenancyError, ValueError):
     code = "tenant_inactive"
     status_code = 403
     default_message = "Tenant is not active. Use activate_tenant() to reactivate it."
-
-    def __init__(self, message: str | None = None, *, tenant_id: str | None = None) -> None:
-        if message is None and tenant_id is not None:
-            message = f"Tenant {tenant_id!r} is not active. Use activate_tenant() to reactivate it."
-        super().__init__(message, tenant_id=tenant_id)
+    tenant_message = "Tenant {tenant_id!r} is not active. Use activate_tenant() to reactivate it."
 
 
 class TenantAlreadyRegisteredError(TenancyError):
@@ -109,11 +109,7 @@ class TenantAlreadyRegisteredError(TenancyError):
     code = "tenant_already_registered"
     status_code = 409
     default_message = "Tenant is already registered."
-
-    def __init__(self, message: str | None = None, *, tenant_id: str | None = None) -> None:
-        if message is None and tenant_id is not None:
-            message = f"Tenant {tenant_id!r} is already registered."
-        super().__init__(message, tenant_id=tenant_id)
+    tenant_message = "Tenant {tenant_id!r} is already registered."
 
 
 class TenantInUseError(TenancyError):
@@ -122,14 +118,10 @@ class TenantInUseError(TenancyError):
     code = "tenant_in_use"
     status_code = 409
     default_message = "Tenant is the current tenant and cannot be unregistered."
-
-    def __init__(self, message: str | None = None, *, tenant_id: str | None = None) -> None:
-        if message is None and tenant_id is not None:
-            message = (
-                f"Tenant {tenant_id!r} is the current tenant and cannot be unregistered. "
-                "Leave its switch() block first."
-            )
-        super().__init__(message, tenant_id=tenant_id)
+    tenant_message = (
+        "Tenant {tenant_id!r} is the current tenant and cannot be unregistered. "
+        "Leave its switch() block first."
+    )
 
 
 class TenantHasDataError(TenancyError):
@@ -138,6 +130,10 @@ class TenantHasDataError(TenancyError):
     code = "tenant_has_data"
     status_code = 409
     default_message = "Tenant still owns tenant-scoped rows and cannot be unregistered."
+    tenant_message = (
+        "Tenant {tenant_id!r} still owns tenant-scoped rows{error.where}; nothing was "
+        "deleted. Delete or move those rows first, or deactivate_tenant() instead."
+    )
 
     def __init__(
         self,
@@ -147,13 +143,12 @@ class TenantHasDataError(TenancyError):
         models: list[str] | None = None,
     ) -> None:
         self.models = list(models or [])
-        if message is None and tenant_id is not None:
-            where = f" ({', '.join(self.models)})" if self.models else ""
-            message = (
-                f"Tenant {tenant_id!r} still owns tenant-scoped rows{where}; nothing was "
-                "deleted. Delete or move those rows first, or deactivate_tenant() instead."
-            )
         super().__init__(message, tenant_id=tenant_id)
+
+    @property
+    def where(self) -> str:
+        """The models that still hold rows, as the message names them (or nothing)."""
+        return f" ({', '.join(self.models)})" if self.models else ""
 
 
 class TenantAccessDenied(TenancyError):

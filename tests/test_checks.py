@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from tenancy.checks import check_middleware, check_settings
 from tenancy.conf import DEFAULTS, tenancy_settings
+from tenancy.middleware import TenantContextMiddleware
 
 
 def ids(messages):
@@ -79,6 +81,18 @@ OURS = "tenancy.middleware.TenantContextMiddleware"
 MEMBERSHIP = {"RESOLVERS": ["tenancy.resolvers.MembershipResolver"]}
 
 
+class ProjectTenancyMiddleware(TenantContextMiddleware):
+    """A project's own subclass: it counts as the tenancy middleware."""
+
+
+class ProjectAuthMiddleware(AuthenticationMiddleware):
+    """A project's own subclass: it counts as AuthenticationMiddleware."""
+
+
+OUR_SUBCLASS = f"{__name__}.ProjectTenancyMiddleware"
+AUTH_SUBCLASS = f"{__name__}.ProjectAuthMiddleware"
+
+
 def test_test_settings_pass():
     assert check_middleware() == []
 
@@ -90,6 +104,10 @@ def test_test_settings_pass():
         ([OURS, SESSIONS, AUTH], MEMBERSHIP, ["tenancy.E009"]),
         ([SESSIONS, OURS], MEMBERSHIP, ["tenancy.E009"]),
         ([OURS, SESSIONS, AUTH], {}, []),  # the header resolver does not read request.user
+        # Subclasses count, as in django.contrib.auth's own middleware check.
+        ([SESSIONS, AUTH_SUBCLASS, OUR_SUBCLASS], MEMBERSHIP, []),
+        ([SESSIONS, OUR_SUBCLASS, AUTH_SUBCLASS], MEMBERSHIP, ["tenancy.E009"]),
+        ([SESSIONS, AUTH, OUR_SUBCLASS], MEMBERSHIP, []),
     ],
 )
 def test_resolvers_reading_the_user_need_the_middleware_after_auth(
@@ -114,3 +132,8 @@ def test_a_project_without_the_middleware_is_warned(settings):
     (warning,) = check_middleware()
     assert warning.id == "tenancy.W002"
     assert "TenantContextMiddleware" in warning.hint
+
+
+def test_a_subclass_of_the_middleware_counts_as_installed(settings):
+    settings.MIDDLEWARE = [SESSIONS, AUTH, OUR_SUBCLASS]
+    assert check_middleware() == []
