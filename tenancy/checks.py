@@ -10,15 +10,10 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
+from .ids import HEADER_SETTINGS
 
 _HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-_HEADER_KEYS = (
-    "TENANT_HEADER",
-    "REQUEST_ID_HEADER",
-    "AGENT_HEADER",
-    "CONVERSATION_HEADER",
-    "COLLECTION_HEADER",
-)
+_HEADER_KEYS = tuple(HEADER_SETTINGS.values())
 
 
 def _error(msg: str, hint: str, id: str) -> checks.CheckMessage:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .conf import tenancy_settings
 from .exceptions import InvalidContextIdError
-from .ids import describe_rejected, is_valid_context_id, validate_tenant_id
+from .ids import CONTEXT_IDS, describe_rejected, is_valid_context_id, validate_tenant_id
 
 __all__ = [
     "CONTEXT_IDS",
@@ -61,9 +61,7 @@ __all__ = [
     "set_current_user_id",
 ]
 
-#: The ids bound from headers and call arguments: plain identifiers (``is_valid_context_id``).
-CONTEXT_IDS = ("agent_id", "conversation_id", "collection_id")
-#: The keys SPEC names; any other key may be bound too.
+#: The well-known keys; any other key may be bound too.
 WELL_KNOWN_KEYS = ("tenant_id", "request_id", "user_id", *CONTEXT_IDS, "session_id")
 
 
@@ -139,9 +137,6 @@ def _wrap(data: dict[str, Any]) -> RuntimeContext:
     ctx = _new(RuntimeContext)
     _set_data(ctx, data)
     return ctx
-
-
-RuntimeContext._wrap = staticmethod(_wrap)  # type: ignore[attr-defined]
 
 
 _CONTEXT: ContextVar[RuntimeContext | None] = ContextVar("tenancy_context", default=None)

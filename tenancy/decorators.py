@@ -11,7 +11,7 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, JsonResponse
 
 from .context import Context
-from .current import CONTEXT_IDS
+from .ids import CONTEXT_IDS
 from .request import tenant_denial
 
 __all__ = ["tenant_required", "with_context"]

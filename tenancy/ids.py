@@ -9,6 +9,8 @@ from .conf import tenancy_settings
 from .exceptions import InvalidTenantIdError
 
 __all__ = [
+    "CONTEXT_IDS",
+    "HEADER_SETTINGS",
     "TENANT_ID_MAX_LENGTH",
     "describe_rejected",
     "is_valid_context_id",
@@ -19,13 +21,21 @@ __all__ = [
 
 TENANT_ID_MAX_LENGTH = 63
 _TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
-# Request ids: UUIDs, hex, ULIDs and similar; nothing that needs escaping anywhere.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+# Request, agent, conversation and collection ids: UUIDs, hex, ULIDs, slugs and
+# similar; nothing that needs escaping in a header, a log line or a cache key.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 REQUEST_ID_MIN_LENGTH = 8
 REQUEST_ID_MAX_LENGTH = 128
-# Agent, conversation and collection ids share one conservative format.
-_CONTEXT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 CONTEXT_ID_MAX_LENGTH = 128
+
+#: The context keys holding agent, conversation and collection ids (``is_valid_context_id``).
+CONTEXT_IDS = ("agent_id", "conversation_id", "collection_id")
+#: The ``TENANCY`` setting naming the HTTP header of each id that travels in headers.
+HEADER_SETTINGS = {
+    "tenant_id": "TENANT_HEADER",
+    "request_id": "REQUEST_ID_HEADER",
+    **{key: f"{key.removesuffix('_id').upper()}_HEADER" for key in CONTEXT_IDS},
+}
 
 
 def is_valid_tenant_id(value: object) -> bool:
@@ -65,7 +75,7 @@ def is_valid_request_id(value: object) -> bool:
         # Length first: the regex never sees an oversized value.
         and REQUEST_ID_MIN_LENGTH <= len(value) <= REQUEST_ID_MAX_LENGTH
         and value.isascii()
-        and _REQUEST_ID.fullmatch(value) is not None
+        and _PLAIN_ID.fullmatch(value) is not None
     )
 
 
@@ -75,7 +85,7 @@ def is_valid_context_id(value: object) -> bool:
         type(value) is str
         and 0 < len(value) <= CONTEXT_ID_MAX_LENGTH
         and value.isascii()
-        and _CONTEXT_ID.fullmatch(value) is not None
+        and _PLAIN_ID.fullmatch(value) is not None
     )
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from .current import RuntimeContext, _get, get_context, set_log_fields
+from .ids import CONTEXT_IDS
 
 __all__ = [
     "CONTEXT_FIELDS",
@@ -46,14 +47,7 @@ __all__ = [
 ]
 
 #: Record attributes set from the context; ``-`` when unset.
-CONTEXT_FIELDS = (
-    "request_id",
-    "tenant_id",
-    "user_id",
-    "agent_id",
-    "conversation_id",
-    "collection_id",
-)
+CONTEXT_FIELDS = ("request_id", "tenant_id", "user_id", *CONTEXT_IDS)
 _UNSET = "-"
 _PREFIX_PARTS = (("tenant_id", "t"), ("agent_id", "a"), ("conversation_id", "c"))
 

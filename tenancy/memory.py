@@ -31,9 +31,11 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from .conf import tenancy_settings
 from .current import get_current_tenant_id
 from .exceptions import TenantAccessDenied
 from .ids import describe_rejected, is_valid_context_id, validate_tenant_id
+from .registry import tenant_context
 
 __all__ = ["ContextManager"]
 
@@ -138,8 +140,6 @@ class ContextManager:
         """
         candidate = cls(tenant_id, agent_id, conversation_id, user_id, session_id)
         candidate._check_tenant()
-        from .conf import tenancy_settings
-
         limit = tenancy_settings.MEMORY_MAX_INSTANCES
         with cls._registry_lock:
             instance = cls._registry.setdefault(candidate.key, candidate)
@@ -171,8 +171,6 @@ class ContextManager:
         if self._check_tenant() is not None:
             yield
             return
-        from .registry import tenant_context
-
         with tenant_context.switch(self.tenant_id):
             yield
 

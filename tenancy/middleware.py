@@ -37,7 +37,13 @@ from django.utils.module_loading import import_string
 from .conf import tenancy_settings
 from .current import bind, get_current_user_id, reset_context
 from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
-from .ids import describe_rejected, is_valid_context_id, is_valid_request_id
+from .ids import (
+    CONTEXT_IDS,
+    HEADER_SETTINGS,
+    describe_rejected,
+    is_valid_context_id,
+    is_valid_request_id,
+)
 from .registry import tenant_context
 from .request import meta_key
 from .resolvers import TenantResolver
@@ -70,11 +76,8 @@ class _Plan:
         self.request_id_key = meta_key(s.REQUEST_ID_HEADER)
         self.id_headers = tuple(
             (name, meta_key(header), header)
-            for name, header in (
-                ("agent_id", s.AGENT_HEADER),
-                ("conversation_id", s.CONVERSATION_HEADER),
-                ("collection_id", s.COLLECTION_HEADER),
-            )
+            for name in CONTEXT_IDS
+            for header in [getattr(s, HEADER_SETTINGS[name])]
         )
         self.resolvers: tuple[TenantResolver, ...] = tuple(
             import_string(path)() for path in s.RESOLVERS

@@ -17,12 +17,15 @@ from typing import Any, TypeVar
 from .conf import tenancy_settings
 from .current import RuntimeContext, bind, get_context, reset_context
 from .ids import (
+    CONTEXT_IDS,
+    HEADER_SETTINGS,
     describe_rejected,
     is_valid_context_id,
     is_valid_request_id,
     is_valid_tenant_id,
     validate_tenant_id,
 )
+from .registry import tenant_context
 
 __all__ = [
     "HEADERS",
@@ -37,19 +40,11 @@ logger = logging.getLogger("tenancy.propagation")
 
 T = TypeVar("T")
 
-_SETTINGS = (
-    ("tenant_id", "TENANT_HEADER"),
-    ("request_id", "REQUEST_ID_HEADER"),
-    ("agent_id", "AGENT_HEADER"),
-    ("conversation_id", "CONVERSATION_HEADER"),
-    ("collection_id", "COLLECTION_HEADER"),
-)
+_SETTINGS = tuple(HEADER_SETTINGS.items())
 _VALID: dict[str, Callable[[object], bool]] = {
     "tenant_id": is_valid_tenant_id,
     "request_id": is_valid_request_id,
-    "agent_id": is_valid_context_id,
-    "conversation_id": is_valid_context_id,
-    "collection_id": is_valid_context_id,
+    **dict.fromkeys(CONTEXT_IDS, is_valid_context_id),
 }
 
 
@@ -152,8 +147,6 @@ def setup_context_from_headers(headers: Mapping[str, Any]) -> list[tuple[Token[A
     values = extract_context_from_headers(headers)
     tenant_id = values.get("tenant_id")
     if tenant_id is not None:
-        from .registry import tenant_context
-
         tenant_context.get_active_tenant(tenant_id)
     return [(bind({key: value}), key) for key, value in values.items()]
 

@@ -37,6 +37,7 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from .conf import tenancy_settings
 from .current import get_current_tenant_id, get_current_user_id
 
 __all__ = [
@@ -112,8 +113,6 @@ def _scopes() -> tuple[str, ...]:
 
 
 def _defaults() -> dict[str, Any]:
-    from .conf import tenancy_settings
-
     return dict(tenancy_settings.RUNTIME_DEFAULTS or {})
 
 

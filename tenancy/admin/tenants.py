@@ -23,6 +23,7 @@ from ..models import Tenant, TenantMembership, TenantStatsBucket
 from ..registry import tenant_context
 from ..stats.flush import read_consistently
 from ..stats.report import annotate_usage, pending_by_tenant, usage_of
+from .dashboard import statistics_view
 from .forms import TenantForm
 
 __all__ = ["ActivityListFilter", "TenantAdmin", "TenantMembershipInline"]
@@ -289,8 +290,6 @@ class TenantAdmin(admin.ModelAdmin):
     # -- statistics page ----------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
-        from .dashboard import statistics_view
-
         opts = self.opts
         view = self.admin_site.admin_view(lambda request: statistics_view(self, request))
         name = f"{opts.app_label}_{opts.model_name}_statistics"

@@ -37,6 +37,13 @@ class Pending:
     denied_requests: int = 0
     last_activity: float = 0.0
 
+    def add(self, other: Pending) -> None:
+        """Add *other*'s counts to these; the later of the two last activities stays."""
+        self.switches += other.switches
+        self.requests += other.requests
+        self.denied_requests += other.denied_requests
+        self.last_activity = max(self.last_activity, other.last_activity)
+
 
 def _drain(events: deque[Any]) -> list[Any]:
     """Pop the events present now; appends made meanwhile stay for the next fold."""
@@ -141,11 +148,7 @@ class Counters:
         """Put counts back after a failed write, adding to whatever came since."""
         with self._lock:
             for key, value in pending.items():
-                entry = self._pending[key]
-                entry.switches += value.switches
-                entry.requests += value.requests
-                entry.denied_requests += value.denied_requests
-                entry.last_activity = max(entry.last_activity, value.last_activity)
+                self._pending[key].add(value)
 
     def has_pending(self) -> bool:
         return bool(self._opened or self._requests or self._denied or self._pending)

@@ -99,11 +99,7 @@ def pending_by_tenant(pending: dict[tuple[str, int], Pending]) -> dict[str, Pend
     """Sum pending counts over hours, per tenant."""
     totals: defaultdict[str, Pending] = defaultdict(Pending)
     for (tenant_id, _hour), counts in pending.items():
-        total = totals[tenant_id]
-        total.switches += counts.switches
-        total.requests += counts.requests
-        total.denied_requests += counts.denied_requests
-        total.last_activity = max(total.last_activity, counts.last_activity)
+        totals[tenant_id].add(counts)
     return dict(totals)
 
 
@@ -162,19 +158,16 @@ def hourly_usage(hours: int = 24, *, now: datetime | None = None) -> list[HourUs
         .annotate(s=Sum("switches"), r=Sum("requests"), d=Sum("denied_requests"))
     )
     stored, pending = read_consistently(lambda: list(rows))
-    sums: defaultdict[datetime, list[int]] = defaultdict(lambda: [0, 0, 0])
+    sums: defaultdict[datetime, Pending] = defaultdict(Pending)
     for row in stored:
-        total = sums[row["hour"].astimezone(UTC)]
-        total[0] += row["s"]
-        total[1] += row["r"]
-        total[2] += row["d"]
+        sums[row["hour"].astimezone(UTC)].add(Pending(row["s"], row["r"], row["d"]))
     for (_tenant_id, hour), counts in pending.items():
-        total = sums[datetime.fromtimestamp(hour, tz=UTC)]
-        total[0] += counts.switches
-        total[1] += counts.requests
-        total[2] += counts.denied_requests
+        sums[datetime.fromtimestamp(hour, tz=UTC)].add(counts)
     series = (start + timedelta(hours=i) for i in range(hours))
-    return [HourUsage(hour, *sums.get(hour, (0, 0, 0))) for hour in series]
+    return [
+        HourUsage(hour, total.switches, total.requests, total.denied_requests)
+        for hour, total in ((hour, sums.get(hour, Pending())) for hour in series)
+    ]
 
 
 def usage_summary(usage: Iterable[TenantUsage]) -> dict[str, int]:

@@ -9,6 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...exceptions import TenancyError
+from ...registry import tenant_context
+from ...runtime import cleanup_inactive_user_contexts
+from ...stats.report import hourly_usage, tenant_usage, usage_summary
 
 
 def _positive_int(value: str) -> int:
@@ -79,8 +82,6 @@ class Command(BaseCommand):
     # -- actions ----------------------------------------------------------------
 
     def do_register(self, options: dict[str, Any]) -> None:
-        from ...registry import tenant_context
-
         try:
             info = tenant_context.register_tenant(
                 options["tenant_id"], options["name"], options["metadata"]
@@ -93,8 +94,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Registered tenant {info.tenant_id} ({state})."))
 
     def do_list(self, options: dict[str, Any]) -> None:
-        from ...registry import tenant_context
-
         tenants = tenant_context.list_tenants()
         if options["json"]:
             rows = [
@@ -118,26 +117,18 @@ class Command(BaseCommand):
             self.stdout.write(f"{t.tenant_id:<{width}}  {state:<8}  {t.name}")
 
     def do_activate(self, options: dict[str, Any]) -> None:
-        from ...registry import tenant_context
-
         tenant_context.activate_tenant(options["tenant_id"])
         self.stdout.write(self.style.SUCCESS(f"Tenant {options['tenant_id']} is active."))
 
     def do_deactivate(self, options: dict[str, Any]) -> None:
-        from ...registry import tenant_context
-
         tenant_context.deactivate_tenant(options["tenant_id"])
         self.stdout.write(self.style.SUCCESS(f"Tenant {options['tenant_id']} is inactive."))
 
     def do_unregister(self, options: dict[str, Any]) -> None:
-        from ...registry import tenant_context
-
         tenant_context.unregister_tenant(options["tenant_id"])
         self.stdout.write(self.style.SUCCESS(f"Unregistered tenant {options['tenant_id']}."))
 
     def do_stats(self, options: dict[str, Any]) -> None:
-        from ...stats.report import hourly_usage, tenant_usage, usage_summary
-
         usage = tenant_usage()
         hours = hourly_usage(options["hours"])
         if options["json"]:
@@ -186,8 +177,6 @@ class Command(BaseCommand):
                 )
 
     def do_cleanup_contexts(self, options: dict[str, Any]) -> None:
-        from ...runtime import cleanup_inactive_user_contexts
-
         removed = cleanup_inactive_user_contexts(max_age_hours=options["max_age_hours"])
         self.stdout.write(
             self.style.SUCCESS(
