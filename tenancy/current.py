@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from asyncio import current_task as _current_task
 from asyncio.events import _get_running_loop
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from threading import get_ident as _get_ident
 from types import MappingProxyType
@@ -224,43 +224,84 @@ def bind_value(key: str, value: Any, *, intern: bool = False) -> Token[RuntimeCo
     return _set(ctx)
 
 
-def _getter(key: str) -> Callable[[], Any]:
-    def get_current() -> Any:
-        ctx = _get()
-        return None if ctx is None else ctx._data.get(key)
-
-    get_current.__name__ = f"get_current_{key}"
-    get_current.__doc__ = f"Return the bound ``{key}``, or ``None`` (no validation)."
-    return get_current
+def get_current_tenant_id() -> str | None:
+    """Return the bound ``tenant_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("tenant_id")
 
 
-def _setter(key: str) -> Callable[[Any], Token[RuntimeContext | None]]:
-    def set_current(value: Any) -> Token[RuntimeContext | None]:
-        return bind({key: value})
-
-    set_current.__name__ = f"set_current_{key}"
-    set_current.__doc__ = (
-        f"Bind ``{key}`` (low level); undo with ``reset_context(token, {key!r})``."
-    )
-    return set_current
+def get_current_request_id() -> str | None:
+    """Return the bound ``request_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("request_id")
 
 
-get_current_tenant_id = _getter("tenant_id")
-get_current_request_id = _getter("request_id")
-get_current_user_id = _getter("user_id")
-get_current_agent_id = _getter("agent_id")
-get_current_conversation_id = _getter("conversation_id")
-get_current_collection_id = _getter("collection_id")
-get_current_session_id = _getter("session_id")
+def get_current_user_id() -> Any:
+    """Return the bound ``user_id`` (the middleware binds the user's pk as a string), or None."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("user_id")
+
+
+def get_current_agent_id() -> str | None:
+    """Return the bound ``agent_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("agent_id")
+
+
+def get_current_conversation_id() -> str | None:
+    """Return the bound ``conversation_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("conversation_id")
+
+
+def get_current_collection_id() -> str | None:
+    """Return the bound ``collection_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("collection_id")
+
+
+def get_current_session_id() -> str | None:
+    """Return the bound ``session_id``, or ``None`` (no validation)."""
+    ctx = _get()
+    return None if ctx is None else ctx._data.get("session_id")
+
+
 get_collection_id = get_current_collection_id
 
-set_current_tenant_id = _setter("tenant_id")
-set_current_request_id = _setter("request_id")
-set_current_user_id = _setter("user_id")
-set_current_agent_id = _setter("agent_id")
-set_current_conversation_id = _setter("conversation_id")
-set_current_collection_id = _setter("collection_id")
-set_current_session_id = _setter("session_id")
+
+def set_current_tenant_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``tenant_id`` (low level); undo with ``reset_context(token, "tenant_id")``."""
+    return bind({"tenant_id": value})
+
+
+def set_current_request_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``request_id`` (low level); undo with ``reset_context(token, "request_id")``."""
+    return bind({"request_id": value})
+
+
+def set_current_user_id(value: Any) -> Token[RuntimeContext | None]:
+    """Bind ``user_id`` (low level); undo with ``reset_context(token, "user_id")``."""
+    return bind({"user_id": value})
+
+
+def set_current_agent_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``agent_id`` (low level); undo with ``reset_context(token, "agent_id")``."""
+    return bind({"agent_id": value})
+
+
+def set_current_conversation_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``conversation_id`` (low level); undo with ``reset_context(token, name)``."""
+    return bind({"conversation_id": value})
+
+
+def set_current_collection_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``collection_id`` (low level); undo with ``reset_context(token, "collection_id")``."""
+    return bind({"collection_id": value})
+
+
+def set_current_session_id(value: str | None) -> Token[RuntimeContext | None]:
+    """Bind ``session_id`` (low level); undo with ``reset_context(token, "session_id")``."""
+    return bind({"session_id": value})
 
 
 def get_full_context() -> dict[str, Any]:

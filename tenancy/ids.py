@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TypeGuard
 
 from .conf import tenancy_settings
 from .exceptions import InvalidTenantIdError
@@ -38,7 +39,7 @@ HEADER_SETTINGS = {
 }
 
 
-def is_valid_tenant_id(value: object) -> bool:
+def is_valid_tenant_id(value: object) -> TypeGuard[str]:
     """Return True if *value* is a well-formed, non-reserved tenant id."""
     return (
         type(value) is str
@@ -55,7 +56,7 @@ def validate_tenant_id(value: object) -> str:
     The message never repeats the raw value (it may hold control characters).
     """
     if is_valid_tenant_id(value):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str) and value in tenancy_settings.RESERVED_TENANT_IDS:
         raise InvalidTenantIdError(
             f"Tenant id {value!r} is reserved and can never be used. "
