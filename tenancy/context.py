@@ -25,14 +25,13 @@ from asgiref.sync import sync_to_async
 
 from .conf import tenancy_settings
 from .current import (
-    _CONTEXT,
     WELL_KNOWN_KEYS,
     RuntimeContext,
-    TokenStacks,
     bind,
     bind_value,
     check_ids,
     clear_context,
+    enter_block,
     get_collection_id,
     get_context,
     get_current_agent_id,
@@ -44,6 +43,7 @@ from .current import (
     get_current_tenant_id,
     get_current_user_id,
     get_full_context,
+    leave_block,
     reset_context,
     set_context,
     set_current_agent_id,
@@ -87,8 +87,6 @@ __all__ = [
     "set_current_user_id",
 ]
 
-_reset = _CONTEXT.reset
-
 
 class Context:
     """Bind context values for a block: ``with Context(...)`` or ``async with Context(...)``.
@@ -110,7 +108,7 @@ class Context:
     see the values; concurrent tasks, threads and requests never do.
     """
 
-    __slots__ = ("_tokens", "_validate", "_values")
+    __slots__ = ("_validate", "_values")
 
     def __init__(
         self,
@@ -135,7 +133,6 @@ class Context:
         check_ids(self._values)
         self._values.update(variables)
         self._validate = validate_tenant
-        self._tokens = TokenStacks()
 
     def __repr__(self) -> str:
         return f"Context({self._values!r}, validate_tenant={self._validate})"
@@ -146,11 +143,11 @@ class Context:
             if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
                 raise TenantRequiredError()
             tenant_context.get_active_tenant(tenant_id)
-        self._tokens.push(bind(self._values))
+        enter_block(self, self._values)
         return self
 
     def _exit(self) -> None:
-        _reset(self._tokens.pop())
+        leave_block(self)
 
     def __enter__(self) -> Context:
         return self._enter()

@@ -18,11 +18,8 @@ Where a bound value is visible (the rules of :mod:`contextvars`):
 
 from __future__ import annotations
 
-from asyncio import current_task as _current_task
-from asyncio.events import _get_running_loop
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
-from threading import get_ident as _get_ident
 from types import MappingProxyType
 from typing import Any
 
@@ -34,11 +31,11 @@ __all__ = [
     "CONTEXT_IDS",
     "WELL_KNOWN_KEYS",
     "RuntimeContext",
-    "TokenStacks",
     "bind",
     "bind_value",
     "check_ids",
     "clear_context",
+    "enter_block",
     "get_collection_id",
     "get_context",
     "get_current_agent_id",
@@ -50,6 +47,7 @@ __all__ = [
     "get_current_tenant_id",
     "get_current_user_id",
     "get_full_context",
+    "leave_block",
     "reset_context",
     "set_context",
     "set_current_agent_id",
@@ -330,39 +328,37 @@ def check_ids(values: Mapping[str, Any]) -> None:
             )
 
 
-class TokenStacks:
-    """The tokens of the blocks one object has entered, kept per task (or thread).
+# The Context blocks entered in this task or thread, innermost first:
+# (block, the token of what it bound, the chain of outer blocks). Each task and
+# thread has its own chain, as it has its own context: a block object may be
+# shared and entered by several at once, each leaving restores its own values.
+_BLOCKS: ContextVar[tuple[Any, Token[RuntimeContext | None], Any] | None] = ContextVar(
+    "tenancy_blocks", default=None
+)
+_get_blocks = _BLOCKS.get
+_set_blocks = _BLOCKS.set
 
-    A ``Context`` or ``switch()`` object may be shared, say as a module
-    constant, and entered by several tasks or threads at once, or re-entered
-    while already entered: each leaving restores what *that* task bound, never
-    another task's.
-    """
 
-    __slots__ = ("_stacks",)
+def enter_block(block: object, values: Mapping[str, Any]) -> None:
+    """Bind *values* for *block*, to be undone by ``leave_block(block)`` in the same task."""
+    token = bind(values)
+    _set_blocks((block, token, _get_blocks()))
 
-    def __init__(self) -> None:
-        # owner -> (token, the owner's earlier entry or None): a chain, not a list,
-        # so that a push or pop is one dict operation on a key no other owner uses.
-        self._stacks: dict[Hashable, tuple[Token[RuntimeContext | None], Any]] = {}
 
-    def push(self, token: Token[RuntimeContext | None]) -> None:
-        # The owner lookup is written out: this runs on every switch.
-        loop = _get_running_loop()
-        owner = (_current_task(loop) if loop is not None else None) or _get_ident()
-        stacks = self._stacks
-        stacks[owner] = (token, stacks.get(owner))
+def leave_block(block: object) -> None:
+    """Restore what was bound before *block*'s innermost entry in this task or thread."""
+    top = _get_blocks()
+    if top is None or top[0] is not block:
+        raise _left_elsewhere()
+    _set_blocks(top[2])
+    try:
+        _CONTEXT.reset(top[1])
+    except ValueError:  # entered in a parent task, left in a child that inherited it
+        raise _left_elsewhere() from None
 
-    def pop(self) -> Token[RuntimeContext | None]:
-        loop = _get_running_loop()
-        owner = (_current_task(loop) if loop is not None else None) or _get_ident()
-        try:
-            token, earlier = self._stacks.pop(owner)
-        except KeyError:
-            raise RuntimeError(
-                "This block was left by a task or thread that did not enter it. "
-                "Enter and leave a Context or switch() block in the same task."
-            ) from None
-        if earlier is not None:
-            self._stacks[owner] = earlier
-        return token
+
+def _left_elsewhere() -> RuntimeError:
+    return RuntimeError(
+        "This block was left by a task or thread that did not enter it. "
+        "Enter and leave a Context block in the same task."
+    )

@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -25,12 +26,7 @@ from django.db.models.deletion import ProtectedError
 
 from . import signals
 from .conf import tenancy_settings
-from .current import (
-    _CONTEXT,
-    TokenStacks,
-    bind_value,
-    get_current_tenant_id,
-)
+from .current import _CONTEXT, RuntimeContext, bind_value, get_current_tenant_id
 from .exceptions import (
     TenantAlreadyRegisteredError,
     TenantHasDataError,
@@ -41,7 +37,7 @@ from .exceptions import (
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
 from .state import MISS, LocalStore, SharedStore, TenantInfo, invalidate_on_commit, make_store
-from .stats.counters import counters
+from .stats.counters import _FOLD_AT, counters
 
 __all__ = [
     "TenantContext",
@@ -52,6 +48,9 @@ __all__ = [
 ]
 
 _reset = _CONTEXT.reset
+# The counters' deque and its append, bound once: a switch records itself in one C call.
+_record_switch = counters.record_switch
+_switch_events = counters._switches
 _monotonic = time.monotonic
 
 
@@ -85,46 +84,98 @@ _instances: weakref.WeakSet[TenantContext] = weakref.WeakSet()
 class _Switch:
     """``with``/``async with`` block bound to one tenant; see :meth:`TenantContext.switch`.
 
+    One object per block: ``switch()`` returns a fresh one per call, and the
+    object keeps the token of its one entry. Entering it again while it is
+    entered (nested, or from another task or thread) is a ``RuntimeError``.
+
     Entering a warm tenant is the hot path of the whole package: one dict
     lookup, one clock read, one snapshot (reused when nothing else is bound),
-    one ``ContextVar.set``. Python calls cost as much as the set itself, so the
-    hot path makes as few as it can; the cold path goes through the registry.
+    one ``ContextVar.set`` and one ``deque.append``, written out in
+    ``__enter__`` because every Python call costs about as much as the set
+    itself. Anything else (a shared cache, a miss, an inactive tenant, a
+    malformed id) takes the full path through the registry, which raises.
     """
 
-    __slots__ = ("_registry", "_tenant_id", "_tokens")
+    __slots__ = ("_registry", "_tenant_id", "_token")
 
     def __init__(self, registry: TenantContext, tenant_id: str) -> None:
         self._registry = registry
         self._tenant_id = tenant_id
-        # Per task or thread: a switch() object may be shared or re-entered.
-        self._tokens = TokenStacks()
+        self._token: Token[RuntimeContext | None] | None = None
 
-    def _bind(self, info: TenantInfo) -> TenantInfo:
-        self._tokens.push(bind_value("tenant_id", info.tenant_id, intern=True))
-        counters.switch_opened(info.tenant_id)
-        return info
+    # The warm path is written out in each method: a Python call costs about as
+    # much as the ContextVar.set itself.
 
     def __enter__(self) -> TenantInfo:
-        registry = self._registry
-        info = registry._warm(self._tenant_id) or registry.get_active_tenant(self._tenant_id)
-        return self._bind(info)
+        if self._token is not None:
+            raise _entered_twice()
+        tenant_id = self._tenant_id
+        try:
+            entry = self._registry._local.get(tenant_id)
+        except TypeError:  # unhashable, so malformed: the full path says so
+            entry = None
+        if entry is None or entry[1] < _monotonic() or entry[0] is None or not entry[0].active:
+            return self._bind(self._registry.get_active_tenant(tenant_id))
+        info: TenantInfo = entry[0]
+        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        _record_switch(info.tenant_id)
+        if len(_switch_events) > _FOLD_AT:
+            counters.fold()
+        return info
 
     async def __aenter__(self) -> TenantInfo:
-        registry = self._registry
-        info = registry._warm(self._tenant_id)
-        if info is None:
-            info = await registry.aget_active_tenant(self._tenant_id)
-        return self._bind(info)
+        if self._token is not None:
+            raise _entered_twice()
+        tenant_id = self._tenant_id
+        try:
+            entry = self._registry._local.get(tenant_id)
+        except TypeError:
+            entry = None
+        if entry is None or entry[1] < _monotonic() or entry[0] is None or not entry[0].active:
+            # A cold lookup reads the database off the event loop.
+            return self._bind(await self._registry.aget_active_tenant(tenant_id))
+        info: TenantInfo = entry[0]
+        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        _record_switch(info.tenant_id)
+        if len(_switch_events) > _FOLD_AT:
+            counters.fold()
+        return info
+
+    def _bind(self, info: TenantInfo) -> TenantInfo:
+        if self._token is not None:  # entered meanwhile, while the cold lookup awaited
+            raise _entered_twice()
+        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        _record_switch(info.tenant_id)
+        counters.fold_if_full()
+        return info
 
     def __exit__(self, *exc_info: object) -> None:
-        token = self._tokens.pop()
+        token = self._token
+        if token is None:
+            raise RuntimeError("This switch() block was left without being entered.")
+        self._token = None
         try:
             _reset(token)
         finally:
-            counters.switch_closed()
+            _record_switch(None)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.__exit__()
+        token = self._token
+        if token is None:
+            raise RuntimeError("This switch() block was left without being entered.")
+        self._token = None
+        try:
+            _reset(token)
+        finally:
+            _record_switch(None)
+
+
+def _entered_twice() -> RuntimeError:
+    return RuntimeError(
+        "This switch() block is already entered. Call switch(tenant_id) again for "
+        "each block (it returns a new object per call) instead of entering one twice "
+        "or sharing it between tasks or threads."
+    )
 
 
 class TenantContext:

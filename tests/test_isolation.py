@@ -184,14 +184,16 @@ async def test_one_shared_context_object_entered_by_many_tasks_at_once():
     assert tenancy.get_context() is None
 
 
-async def test_one_shared_switch_object_entered_by_many_tasks_and_threads(many_tenants):
+async def test_switch_blocks_of_many_tasks_and_threads_at_once_restore_each_ones_own(
+    many_tenants,
+):
+    """200 overlapping tasks and 40 thread jobs, each with its own switch() of one tenant."""
     await sync_to_async(tenancy.get_tenant)(many_tenants[0])
-    shared = tenancy.switch(many_tenants[0])
     errors: list[str] = []
 
     async def task(n: int) -> None:
         async with Context(agent_id=f"agent-{n}"):
-            async with shared:
+            async with tenancy.aswitch(many_tenants[0]):
                 await asyncio.sleep(random.random() / 500)
                 if tenancy.get_current_tenant_id() != many_tenants[0]:
                     errors.append(f"task {n} saw {tenancy.get_current_tenant_id()}")
@@ -199,8 +201,8 @@ async def test_one_shared_switch_object_entered_by_many_tasks_and_threads(many_t
                 errors.append(f"task {n} restored {tenancy.get_full_context()}")
 
     def thread_job(n: int) -> None:
-        with shared:
-            with shared:
+        with tenancy.switch(many_tenants[0]):
+            with tenancy.switch(many_tenants[0]):
                 pass
             if tenancy.get_current_tenant_id() != many_tenants[0]:
                 errors.append(f"thread job {n} lost the tenant")
@@ -214,6 +216,36 @@ async def test_one_shared_switch_object_entered_by_many_tasks_and_threads(many_t
         ]
         await asyncio.gather(*(task(n) for n in range(200)), *threaded)
     assert errors == []
+    assert (await sync_to_async(tenancy.get_stats)())["active_switches"] == 0
+
+
+async def test_one_switch_object_shared_by_two_tasks_is_refused_not_mixed_up(many_tenants):
+    """The second task entering a shared switch() object gets a clear error; the first is intact."""
+    await sync_to_async(tenancy.get_tenant)(many_tenants[0])
+    shared = tenancy.aswitch(many_tenants[0])
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> str | None:
+        async with shared:
+            inside.set()
+            await release.wait()
+            return tenancy.get_current_tenant_id()
+
+    async def second() -> str:
+        await inside.wait()
+        try:
+            with pytest.raises(RuntimeError, match="already entered") as error:
+                async with shared:
+                    pass  # pragma: no cover
+            assert tenancy.get_current_tenant_id() is None
+            return str(error.value)
+        finally:
+            release.set()
+
+    seen, message = await asyncio.gather(first(), second())
+    assert seen == many_tenants[0]
+    assert "switch(tenant_id) again for each block" in message
     assert (await sync_to_async(tenancy.get_stats)())["active_switches"] == 0
 
 
@@ -231,4 +263,20 @@ def test_leaving_a_block_from_another_thread_is_a_clear_error():
             assert "did not enter it" in pool.submit(leave_elsewhere).result()
     finally:
         block.__exit__()
+    assert tenancy.get_context() is None or not tenancy.get_full_context()
+
+
+async def test_leaving_a_parent_tasks_block_from_a_child_task_is_a_clear_error():
+    block = Context(agent_id="a-1")
+    await block.__aenter__()
+    try:
+
+        async def child() -> None:
+            with pytest.raises(RuntimeError, match="did not enter it"):
+                await block.__aexit__()
+
+        await asyncio.create_task(child())
+        assert tenancy.get_current_agent_id() == "a-1"  # the parent's block is intact
+    finally:
+        await block.__aexit__()
     assert tenancy.get_context() is None or not tenancy.get_full_context()

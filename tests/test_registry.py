@@ -463,18 +463,38 @@ def test_an_expired_entry_is_read_again(acme):
     assert len(queries) == 1
 
 
-def test_the_same_switch_can_be_entered_again_while_entered(acme, globex):
+def test_a_switch_object_entered_again_while_entered_is_a_clear_error(acme, globex):
+    """One token slot per switch() object: a second entry is refused, the first stays intact."""
     acme_switch = tenancy.switch("acme")
     with acme_switch:
         with tenancy.switch("globex"):
-            with acme_switch:
+            with pytest.raises(RuntimeError, match="already entered"):
+                with acme_switch:
+                    pass  # pragma: no cover
+            assert tenancy.get_current_tenant_id() == "globex"
+        assert tenancy.get_current_tenant_id() == "acme"
+    assert tenancy.get_context() is None
+    with acme_switch:  # reused after it was left
+        assert tenancy.get_current_tenant_id() == "acme"
+    assert tenancy.get_context() is None
+    assert tenancy.get_stats()["active_switches"] == 0
+
+
+def test_switch_returns_a_new_object_per_call_so_nested_blocks_of_one_tenant_work(acme, globex):
+    assert tenancy.switch("acme") is not tenancy.switch("acme")
+    with tenancy.switch("acme"):
+        with tenancy.switch("globex"):
+            with tenancy.switch("acme"):
                 assert tenancy.get_current_tenant_id() == "acme"
             assert tenancy.get_current_tenant_id() == "globex"
         assert tenancy.get_current_tenant_id() == "acme"
     assert tenancy.get_context() is None
-    with acme_switch:  # and reused after it was left
-        assert tenancy.get_current_tenant_id() == "acme"
-    assert tenancy.get_context() is None
+    assert tenancy.get_stats()["active_switches"] == 0
+
+
+def test_leaving_a_switch_that_was_not_entered_is_a_clear_error(acme):
+    with pytest.raises(RuntimeError, match="without being entered"):
+        tenancy.switch("acme").__exit__(None, None, None)
     assert tenancy.get_stats()["active_switches"] == 0
 
 

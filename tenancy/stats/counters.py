@@ -56,8 +56,12 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._opened: deque[str] = deque()  # tenant id of each switch opened
-        self._closed: deque[None] = deque()  # one entry per switch closed
+        # The tenant id of each switch opened, None for each switch closed: one
+        # deque, so an open is always drained with (or before) its close.
+        self._switches: deque[str | None] = deque()
+        #: What a switch calls on entry (with its tenant id) and on exit (with
+        #: None): the deque's own C method, no Python frame (see tenancy.registry).
+        self.record_switch = self._switches.append
         self._requests: deque[str] = deque()  # tenant id of each request counted
         self._denied: deque[str] = deque()  # tenant id of each request denied
         self._total_opened = 0
@@ -68,15 +72,15 @@ class Counters:
     # -- the hot path: one append, no lock -------------------------------------------
 
     def switch_opened(self, tenant_id: str) -> None:
-        opened = self._opened
-        opened.append(tenant_id)
-        if len(opened) > _FOLD_AT:
-            self.fold()
+        self.record_switch(tenant_id)
+        self.fold_if_full()
 
     def switch_closed(self) -> None:
-        closed = self._closed
-        closed.append(None)
-        if len(closed) > _FOLD_AT:
+        self.record_switch(None)
+
+    def fold_if_full(self) -> None:
+        """Fold when too many switch events wait (a switch calls it on entry)."""
+        if len(self._switches) > _FOLD_AT:
             self.fold()
 
     def request_done(self, tenant_id: str, *, denied: bool = False) -> None:
@@ -95,10 +99,11 @@ class Counters:
             self._fold()
 
     def _fold(self) -> None:
-        # Closes first: every close folded then has its open folded too, so the
-        # number of open switches never reads below zero.
-        self._total_closed += len(_drain(self._closed))
-        opened = _drain(self._opened)
+        # A close is recorded after its open, in the same deque: every close
+        # folded has its open folded too, so open switches never read below zero.
+        switches = _drain(self._switches)
+        opened = [tenant_id for tenant_id in switches if tenant_id is not None]
+        self._total_closed += len(switches) - len(opened)
         requests = _drain(self._requests)
         denied = _drain(self._denied)
         if not (opened or requests or denied):
@@ -151,7 +156,9 @@ class Counters:
                 self._pending[key].add(value)
 
     def has_pending(self) -> bool:
-        return bool(self._opened or self._requests or self._denied or self._pending)
+        # Closes alone are nothing to write, but iterating the deque here could
+        # race appends from other threads: a fold that finds nothing is cheap.
+        return bool(self._switches or self._requests or self._denied or self._pending)
 
     def _after_fork_in_child(self) -> None:
         # A forked worker starts with the parent's pending counts, which the
@@ -159,9 +166,10 @@ class Counters:
         # from being counted twice. The lock may have been held at fork time.
         # Switches open in the forking thread stay open in the child: keep the totals.
         self._lock = threading.Lock()
-        self._total_opened += len(self._opened)
-        self._total_closed += len(self._closed)
-        for events in (self._opened, self._closed, self._requests, self._denied):
+        opened = sum(1 for event in self._switches if event is not None)
+        self._total_opened += opened
+        self._total_closed += len(self._switches) - opened
+        for events in (self._switches, self._requests, self._denied):
             events.clear()
         self._pending = defaultdict(Pending)
 
