@@ -9,7 +9,7 @@ key of ``bench.stacks.STACKS``) and turn the access log on with
 
 import os
 
-from bench.stacks import ACCESS_LOGGER, ORDINARY_LOGGER, STACKS
+from bench.stacks import ACCESS_LOGGER, CONTEXT_LOGGERS, ORDINARY_LOGGER, STACKS
 
 SECRET_KEY = "bench-only"
 DEBUG = False
@@ -78,12 +78,28 @@ DISCARD = _Discard()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "with_id": {"format": "%(asctime)s %(levelname)s %(request_id)s %(name)s %(message)s"},
+    },
+    "filters": {
+        "tenancy": {"()": "tenancy.log.TenantContextFilter"},
+        "log_request_id": {"()": "log_request_id.filters.RequestIDFilter"},
+    },
     "handlers": {
         "discard": {
             "class": "logging.StreamHandler",
             "stream": "ext://bench.settings.DISCARD",
             "formatter": "line",
+        },
+        **{
+            f"discard_{stack}": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://bench.settings.DISCARD",
+                "formatter": "with_id",
+                "filters": [stack],
+            }
+            for stack in CONTEXT_LOGGERS
         },
     },
     "loggers": {
@@ -93,6 +109,10 @@ LOGGING = {
             "propagate": False,
         },
         ORDINARY_LOGGER: {"handlers": ["discard"], "level": "INFO", "propagate": False},
+        **{
+            logger: {"handlers": [f"discard_{stack}"], "level": "INFO", "propagate": False}
+            for stack, logger in CONTEXT_LOGGERS.items()
+        },
     },
     "root": {"handlers": [], "level": "WARNING"},
 }

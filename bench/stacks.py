@@ -18,3 +18,10 @@ STACKS: dict[str, list[str]] = {
 #: the view that writes one ordinary line; both share one handler and formatter.
 ACCESS_LOGGER = "tenancy.access"
 ORDINARY_LOGGER = "bench.ordinary"
+#: Loggers of the logging endpoint, one per stack: each handler carries that
+#: stack's own filter (tenancy's TenantContextFilter, django-log-request-id's
+#: RequestIDFilter), which copies the request's id into every record.
+CONTEXT_LOGGERS = {
+    "tenancy": "bench.logged.tenancy",
+    "log_request_id": "bench.logged.log_request_id",
+}

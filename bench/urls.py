@@ -11,9 +11,10 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .stacks import ORDINARY_LOGGER
+from .stacks import CONTEXT_LOGGERS, ORDINARY_LOGGER
 
 ordinary = logging.getLogger(ORDINARY_LOGGER)
+context_loggers = {name: logging.getLogger(logger) for name, logger in CONTEXT_LOGGERS.items()}
 
 #: The context a view runs in, captured by ``/context`` (see ``bench.micro``).
 captured: list[contextvars.Context] = []
@@ -43,6 +44,17 @@ class HelloLogged(Hello):
         return response
 
 
+def plain(request: HttpRequest) -> HttpResponse:
+    """A plain Django view: the plain endpoint every stack is measured on."""
+    return HttpResponse(b"hello")
+
+
+def logged(request: HttpRequest, via: str) -> HttpResponse:
+    """A plain view writing one line through the logger that carries *via*'s log filter."""
+    context_loggers[via].info("%s %s %s", request.method, request.path, 200)
+    return HttpResponse(b"hello")
+
+
 class Guarded(Hello):
     """The same view behind ``TenantRequired`` (for the query counts)."""
 
@@ -55,6 +67,8 @@ class Guarded(Hello):
 urlpatterns = [
     path("context", capture_context),
     path("hello", Hello.as_view()),
+    path("plain", plain),
+    path("logged/<str:via>", logged),
     path("hello-logged", HelloLogged.as_view()),
     path("guarded", Guarded.as_view()),
 ]

@@ -34,6 +34,13 @@ TENANT = {"HTTP_X_TENANT_ID": "acme"}
 
 # (label, stack, access log on, path)
 VARIANTS = [
+    ("bare_plain", "bare", False, "/plain"),
+    ("tenancy_plain", "tenancy", False, "/plain"),
+    ("log_request_id_plain", "log_request_id", False, "/plain"),
+    ("bare_logged_tenancy", "bare", False, "/logged/tenancy"),
+    ("tenancy_logged", "tenancy", False, "/logged/tenancy"),
+    ("bare_logged_log_request_id", "bare", False, "/logged/log_request_id"),
+    ("log_request_id_logged", "log_request_id", False, "/logged/log_request_id"),
     ("bare", "bare", False, "/hello"),
     ("bare_logged", "bare", False, "/hello-logged"),
     ("tenancy", "tenancy", False, "/hello"),
@@ -112,12 +119,30 @@ def in_process(rounds: int) -> list[report.Check]:
     ordinary_line = added("bare_logged")
     report.line("access log line (tenancy_log - tenancy)", f"{access_line:8.1f} us")
     report.line("one ordinary logger.info in the view", f"{ordinary_line:8.1f} us")
-    return [
-        report.Check(
-            "tenancy stack (access log off) adds fewer µs than django-log-request-id",
-            f"+{added('tenancy'):.1f} µs vs +{added('log_request_id'):.1f} µs",
-            added("tenancy") < added("log_request_id"),
+    endpoints = {
+        # endpoint: (tenancy, its baseline), (django-log-request-id, its baseline)
+        "plain": (("tenancy_plain", "bare_plain"), ("log_request_id_plain", "bare_plain")),
+        "DRF": (("tenancy", "bare"), ("log_request_id", "bare")),
+        "logging": (
+            ("tenancy_logged", "bare_logged_tenancy"),
+            ("log_request_id_logged", "bare_logged_log_request_id"),
         ),
+    }
+    report.line("", "")
+    report.line("added µs by endpoint (access log off)", "   tenancy   django-log-request-id")
+    checks = []
+    for endpoint, ((ours, our_base), (peer, peer_base)) in endpoints.items():
+        mine, theirs = added(ours, our_base), added(peer, peer_base)
+        report.line(f"  {endpoint} view", f"  {mine:+7.1f}   {theirs:+7.1f}")
+        checks.append(
+            report.Check(
+                f"tenancy stack adds no more µs than django-log-request-id, {endpoint} endpoint",
+                f"+{mine:.1f} µs vs +{theirs:.1f} µs",
+                mine <= theirs,
+            )
+        )
+    return [
+        *checks,
         report.Check(
             "access log line costs no more than one ordinary logger.info",
             f"{access_line:.1f} µs vs {ordinary_line:.1f} µs",
@@ -310,7 +335,8 @@ def under_uvicorn(rounds: int, database: str, requests: int = 400, concurrency: 
     """Benchmark 2, under uvicorn: req/s and p99 of each stack, loaded in turn."""
     import httpx
 
-    variants = [v for v in VARIANTS if v[0] != "bare_logged"]
+    served = ("bare", "tenancy", "tenancy_log", "django_guid", "log_request_id")
+    variants = [v for v in VARIANTS if v[0] in served]
     servers = {label: Server(stack, log, database) for label, stack, log, _ in variants}
     try:
         with httpx.Client(headers={"X-Tenant-ID": "acme"}) as client:

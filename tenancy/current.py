@@ -32,6 +32,7 @@ __all__ = [
     "WELL_KNOWN_KEYS",
     "RuntimeContext",
     "bind",
+    "bind_owned",
     "bind_value",
     "check_ids",
     "clear_context",
@@ -189,6 +190,21 @@ def bind(values: Mapping[str, Any]) -> Token[RuntimeContext | None]:
         data = current._data.copy()
         data.update(values)
     return _set(_wrap(data))
+
+
+def bind_owned(data: dict[str, Any]) -> Token[RuntimeContext | None]:
+    """:func:`bind` for a dict the caller made for this call and never touches again.
+
+    On top of an empty context the dict becomes the snapshot's own, uncopied.
+    """
+    current = _get()
+    if current is not None:
+        merged = current._data.copy()
+        merged.update(data)
+        data = merged
+    ctx = _new(RuntimeContext)
+    _set_data(ctx, data)
+    return _set(ctx)
 
 
 # Snapshots bound on top of an empty context by ``bind_value(..., intern=True)``.

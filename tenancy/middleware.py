@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from contextvars import Token
 from typing import Any
@@ -35,7 +36,7 @@ from django.utils.functional import SimpleLazyObject, empty
 from django.utils.module_loading import import_string
 
 from .conf import tenancy_settings
-from .current import bind, get_current_user_id, reset_context
+from .current import _CONTEXT, bind, bind_owned, get_current_user_id, reset_context
 from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
 from .ids import (
     CONTEXT_IDS,
@@ -87,6 +88,8 @@ class _Plan:
 
 
 _plan: _Plan | None = None
+_perf_counter = time.perf_counter
+_reset = _CONTEXT.reset
 
 
 def _get_plan() -> _Plan:
@@ -119,25 +122,15 @@ class TenantContextMiddleware:
             # Django then calls us without a thread hop; __call__ returns __acall__'s coroutine.
             markcoroutinefunction(self)
 
+    # The two paths run the same helpers in the same order; only the awaits differ.
+
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        plan = _get_plan()
-        started = time.perf_counter() if plan.access_log is not None else 0.0
+        plan = _plan or _get_plan()
+        started = _perf_counter() if plan.access_log is not None else 0.0
         values, rejected = _start(request, plan)
-        failure: Exception | None = None
-        claim = info = error = None
-        try:
-            for resolver in plan.resolvers:
-                claim = resolver.resolve(request)
-                if claim is not None:
-                    break
-            if claim is not None:
-                info = tenant_context.get_active_tenant(claim)
-        except TenancyError as exc:  # malformed, unknown or inactive: for the permissions
-            error = exc
-        except Exception as exc:  # a resolver or the database failed: answered in our frame
-            failure = exc
+        claim, info, error, failure = _resolve(request, plan)
         token = _bind_outcome(request, values, rejected, claim, info, error)
         try:
             if failure is None:
@@ -147,27 +140,14 @@ class TenantContextMiddleware:
             _finish(request, response, started, plan, values, info, error)
         finally:
             request._tenancy_frame = False  # type: ignore[attr-defined]
-            reset_context(token)
+            _reset(token)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        plan = _get_plan()
-        started = time.perf_counter() if plan.access_log is not None else 0.0
+        plan = _plan or _get_plan()
+        started = _perf_counter() if plan.access_log is not None else 0.0
         values, rejected = _start(request, plan)
-        failure: Exception | None = None
-        claim = info = error = None
-        try:
-            for resolver in plan.resolvers:
-                claim = await resolver.aresolve(request)
-                if claim is not None:
-                    break
-            if claim is not None:
-                # Warm: no query and no thread; cold: the database is read off the loop.
-                info = await tenant_context.aget_active_tenant(claim)
-        except TenancyError as exc:
-            error = exc
-        except Exception as exc:
-            failure = exc
+        claim, info, error, failure = await _aresolve(request, plan)
         token = _bind_outcome(request, values, rejected, claim, info, error)
         try:
             if failure is None:
@@ -179,7 +159,7 @@ class TenantContextMiddleware:
             _finish(request, response, started, plan, values, info, error)
         finally:
             request._tenancy_frame = False  # type: ignore[attr-defined]
-            reset_context(token)
+            _reset(token)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
@@ -189,23 +169,40 @@ class TenantContextMiddleware:
         return None
 
 
+# Random bytes for request ids, read from the OS 4 KiB at a time (a system call
+# costs as much as the rest of the middleware) and handed out 16 at a time:
+# deque.popleft() is atomic, so threads never get the same bytes. A forked
+# child starts with none of its parent's.
+_RANDOM: deque[bytes] = deque()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RANDOM.clear)
+# The variant nibble of a UUID: its two high bits are 10 (RFC 4122).
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def new_request_id() -> str:
-    """Return a random UUID4 in canonical form (``str(uuid.uuid4())``, a few times faster)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    """Return a random UUID4 in canonical form (``str(uuid.uuid4())``, several times faster)."""
+    try:
+        raw = _RANDOM.popleft()
+    except IndexError:
+        block = os.urandom(4096)
+        _RANDOM.extend([block[i : i + 16] for i in range(16, 4096, 16)])
+        raw = block[:16]
     h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_NOTHING_REJECTED: list[tuple[str, str]] = []  # shared, never changed: replaced when needed
 
 
 def _start(request: HttpRequest, plan: _Plan) -> tuple[Values, list[tuple[str, str]]]:
     """Read the request id and context id headers: the values to bind, and what was rejected."""
     meta = request.META
-    rejected: list[tuple[str, str]] = []
+    rejected: list[tuple[str, str]] = _NOTHING_REJECTED
     request_id = meta.get(plan.request_id_key)
     if request_id is None or not is_valid_request_id(request_id):
         if request_id:
-            rejected.append((plan.request_id_header, describe_rejected(request_id)))
+            rejected = [(plan.request_id_header, describe_rejected(request_id))]
         request_id = new_request_id()
     values: Values = {"request_id": request_id}
     for name, key, header in plan.id_headers:
@@ -214,10 +211,43 @@ def _start(request: HttpRequest, plan: _Plan) -> tuple[Values, list[tuple[str, s
             if is_valid_context_id(value):
                 values[name] = value
             else:
-                rejected.append((header, describe_rejected(value)))
+                rejected = [*rejected, (header, describe_rejected(value))]
     request.request_id = request_id  # type: ignore[attr-defined]
     request._tenancy_frame = True  # type: ignore[attr-defined]
     return values, rejected
+
+
+Outcome = tuple[Any, "TenantInfo | None", "TenancyError | None", "Exception | None"]
+
+
+def _resolve(request: HttpRequest, plan: _Plan) -> Outcome:
+    """Return the tenant claim, its tenant or the refusal, and any other failure."""
+    claim = None
+    try:
+        for resolver in plan.resolvers:
+            claim = resolver.resolve(request)
+            if claim is not None:
+                return claim, tenant_context.get_active_tenant(claim), None, None
+    except TenancyError as exc:  # malformed, unknown or inactive: for the permissions
+        return claim, None, exc, None
+    except Exception as exc:  # a resolver or the database failed: answered in our frame
+        return claim, None, None, exc
+    return None, None, None, None
+
+
+async def _aresolve(request: HttpRequest, plan: _Plan) -> Outcome:
+    """:func:`_resolve` under ASGI; warm: no query, no thread; cold: the database off the loop."""
+    claim = None
+    try:
+        for resolver in plan.resolvers:
+            claim = await resolver.aresolve(request)
+            if claim is not None:
+                return claim, await tenant_context.aget_active_tenant(claim), None, None
+    except TenancyError as exc:
+        return claim, None, exc, None
+    except Exception as exc:
+        return claim, None, None, exc
+    return None, None, None, None
 
 
 def _bind_outcome(
@@ -233,12 +263,12 @@ def _bind_outcome(
     request.tenant_error = error  # type: ignore[attr-defined]
     if info is not None:
         values["tenant_id"] = info.tenant_id
-    token = bind(values)
+    token = bind_owned(values)
     if rejected or error is not None:
         try:  # logged inside the request's context, so the lines carry its request id
             _log_rejected(rejected, claim, error)
         except BaseException:
-            reset_context(token)
+            _reset(token)
             raise
     return token
 
