@@ -199,12 +199,8 @@ def run(rounds: int) -> list[report.Check]:
             against=net["bare"],
         )
         report.row("switch() enter+exit, warm tenant", net["switch"], "ns", against=net["bare"])
-        report.row(
-            "  the switch's two counter appends", net["counters"], "ns", against=net["bare"]
-        )
-        report.row(
-            "django_scopes.scope() enter+exit", net["scopes"], "ns", against=net["bare"]
-        )
+        report.row("  the switch's two counter appends", net["counters"], "ns", against=net["bare"])
+        report.row("django_scopes.scope() enter+exit", net["scopes"], "ns", against=net["bare"])
         report.row(
             "switch() with a request's context bound", net["nested"], "ns", against=net["bare"]
         )

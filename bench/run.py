@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             checks += micro.run(rounds)
         if "requests" in only:
             checks += web.in_process(rounds)
+            checks += web.by_endpoint(rounds)
             checks += web.middleware_alone(rounds)
         if "uvicorn" in only:
             web.under_uvicorn(max(3, rounds // 3), os.environ["BENCH_DATABASE"])

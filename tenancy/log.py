@@ -77,16 +77,38 @@ def _printable(value: Any) -> str:
     return text.encode("unicode_escape").decode("ascii").replace(" ", "\\x20").replace("]", "\\x5d")
 
 
+_UNSET_FIELDS = dict.fromkeys(CONTEXT_FIELDS, _UNSET)
+_FIELD_NAMES = frozenset(CONTEXT_FIELDS)
+# Prefixes of the (tenant, agent, conversation) ids seen lately: a request's
+# first log line then costs a lookup, not a formatting (plain strings only).
+_PREFIXES: dict[tuple[Any, ...], str] = {}
+_PREFIXES_LIMIT = 1024
+
+
 def _compute_fields(ctx: RuntimeContext | None) -> dict[str, Any]:
+    fields = _UNSET_FIELDS.copy()
     if ctx is None:
-        fields: dict[str, Any] = dict.fromkeys(CONTEXT_FIELDS, _UNSET)
-    else:
-        data = ctx._data
-        fields = {}
-        for key in CONTEXT_FIELDS:
-            value = data.get(key)
-            fields[key] = _UNSET if value is None else value
-    fields["context_prefix"] = _prefix(ctx)
+        fields["context_prefix"] = ""
+        return fields
+    data = ctx._data
+    for key, value in data.items():  # the bound keys only: usually two or three
+        if value is not None and key in _FIELD_NAMES:
+            fields[key] = value
+    get = data.get
+    tenant, agent, conversation = get("tenant_id"), get("agent_id"), get("conversation_id")
+    cacheable = (
+        (tenant is None or type(tenant) is str)
+        and (agent is None or type(agent) is str)
+        and (conversation is None or type(conversation) is str)
+    )
+    prefix = _PREFIXES.get((tenant, agent, conversation)) if cacheable else None
+    if prefix is None:
+        prefix = _prefix(ctx)
+        if cacheable:
+            if len(_PREFIXES) >= _PREFIXES_LIMIT:
+                _PREFIXES.clear()
+            _PREFIXES[(tenant, agent, conversation)] = prefix
+    fields["context_prefix"] = prefix
     return fields
 
 

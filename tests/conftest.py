@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tenancy
 from tenancy.registry import reset_all_caches
+
+_DEMO_TESTS = Path(__file__).parent / "demo"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave tests/demo/ to its own run (tests/test_demo.py): it needs the demo app."""
+    if collection_path == _DEMO_TESTS:
+        from django.conf import settings
+
+        if "project.demo" not in settings.INSTALLED_APPS:
+            return True
+    return None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,7 +26,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "tenancy",
     "tests.testapp",
-    "project.demo",  # the demo API's models, for tests/test_demo_api.py
 ]
 
 MIDDLEWARE = [

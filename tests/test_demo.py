@@ -71,3 +71,32 @@ def test_demo_migrates_seeds_and_lists_tenants(demo_env):
 @pytest.mark.slow
 def test_demo_settings_pass_the_system_checks(demo_env):
     manage(demo_env, "check")
+
+
+@pytest.mark.slow
+def test_the_demo_api_suite_passes_with_the_demo_app_installed():
+    """tests/demo/ (the demo API through real HTTP) in a pytest of its own: tests/demo_settings.py.
+
+    The main suite runs without the demo app; this run installs it, on the same
+    database server and cache as this one (its test database has its own name).
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--ds=tests.demo_settings",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "tests/demo",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout, result.stdout[-2000:]

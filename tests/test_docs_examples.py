@@ -1,7 +1,7 @@
 """The Python examples of docs/data.md, docs/runtime.md and docs/memory.md run as written.
 
 Blocks that start with "# models.py" or "# settings.py" show code that belongs in
-those files and are not run; ``Note`` is the demo's model, like the one shown.
+those files and are not run; ``Note`` is the test app's model, the one shown.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from django.db import connections
 
 import tenancy
-from project.demo.models import Note
 from tenancy import runtime
 from tenancy.memory import ContextManager
+from tests.testapp.models import Note
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -19,3 +19,15 @@ class Task(TenantScopedModel):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Note(TenantScopedModel):
+    """The model of docs/data.md's examples, as the docs show it."""
+
+    title = models.CharField(max_length=200)
+
+    class Meta(TenantScopedModel.Meta):
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title

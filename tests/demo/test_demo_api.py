@@ -12,6 +12,7 @@ from tenancy.memory import ContextManager
 from tenancy.models import Message, TenantMembership
 from tenancy.runtime import set_user_provider
 
+# Runs with tests/demo_settings.py (the demo app installed), from tests/test_demo.py.
 pytestmark = pytest.mark.urls("project.urls")
 
 

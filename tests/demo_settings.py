@@ -1,0 +1,19 @@
+"""Settings of the demo API's tests (tests/demo/): the test settings plus the demo app.
+
+The main suite runs without the demo (tests/settings.py), so the app is proven
+outside it; ``tests/test_demo.py`` runs tests/demo/ in a pytest of its own with
+these settings. The test database gets a name of its own, so the two runs
+never share one.
+"""
+
+from tests.settings import *  # noqa: F403
+from tests.settings import DATABASES, INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "project.demo"]
+ROOT_URLCONF = "project.urls"
+
+_default = DATABASES["default"]
+if _default["ENGINE"].endswith("sqlite3"):
+    _default["TEST"]["NAME"] = _default["TEST"]["NAME"].replace(".sqlite3", "-demo.sqlite3")
+else:
+    _default["TEST"]["NAME"] = f"test_{_default['NAME']}_demo"
