@@ -72,12 +72,15 @@ class RuntimeContext:
     :meth:`replace` returns a new snapshot.
     """
 
-    __slots__ = ("_data", "_log_fields")
+    __slots__ = ("_data", "_log_fields", "_registered_tenant")
 
     _data: dict[str, Any]
     # The log record attributes tenancy.log derives from this snapshot, set on
     # first use (see set_log_fields); they never go stale, as _data never changes.
     _log_fields: dict[str, Any]
+    # The tenant id of this snapshot once the registry found it registered (see
+    # tenancy.registry.require_tenant_id): later scoped queries skip the lookup.
+    _registered_tenant: str
 
     def __init__(self, variables: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", dict(variables) if variables else {})
@@ -130,6 +133,8 @@ _new = object.__new__
 _set_data = RuntimeContext.__dict__["_data"].__set__
 #: Store the log fields derived from a snapshot on it (used by tenancy.log).
 set_log_fields = RuntimeContext.__dict__["_log_fields"].__set__
+#: Record that a snapshot's tenant is registered (used by tenancy.registry).
+set_registered_tenant = RuntimeContext.__dict__["_registered_tenant"].__set__
 
 
 def _wrap(data: dict[str, Any]) -> RuntimeContext:

@@ -130,6 +130,14 @@ class TenantScopedQuerySet(models.QuerySet):
             self._check_cached()
         return super().contains(obj)
 
+    def raw(
+        self, raw_query: Any, params: Any = (), translations: Any = None, using: Any = None
+    ) -> Any:
+        """Plain SQL, never scoped; through a scoped manager it still needs a bound tenant."""
+        if self._tenant_scoped:
+            require_tenant_id()
+        return super().raw(raw_query, params, translations, using)
+
     # -- writes -------------------------------------------------------------------
 
     def _writable(self) -> None:

@@ -26,7 +26,14 @@ from django.db.models.deletion import ProtectedError
 
 from . import signals
 from .conf import tenancy_settings
-from .current import _CONTEXT, RuntimeContext, bind_value, get_current_tenant_id
+from .current import (
+    _CONTEXT,
+    RuntimeContext,
+    bind_value,
+    get_current_tenant_id,
+    set_registered_tenant,
+)
+from .current import get_context as _get_context
 from .exceptions import (
     TenantAlreadyRegisteredError,
     TenantHasDataError,
@@ -66,16 +73,32 @@ def bound_tenant_id() -> str | None:
 
 
 def require_tenant_id() -> str:
-    """Return the bound tenant id, well-formed; ``TenantRequiredError`` when none is bound.
+    """Return the bound tenant id, or raise before any scoped SQL runs.
 
+    ``TenantRequiredError`` when none is bound (``None`` or a reserved id such
+    as ``default``), ``InvalidTenantIdError`` for a malformed id,
+    ``TenantNotRegisteredError`` for an id no tenant is registered under. An
+    inactive tenant is accepted: only trusted code binds one (a context bag,
+    the admin); ``switch()`` and the middleware never do. The answer is kept on
+    the bound snapshot, so a warm path costs one attribute read and no query.
     Every caller that needs the bound tenant (the scoped managers, the write
     guards, the permissions, ``Context.get_tenant_id()``, ``require_tenant()``)
     asks this function, so they all give the same answer.
     """
-    tenant_id = bound_tenant_id()
-    if tenant_id is None:
+    ctx = _get_context()
+    if ctx is None:
         raise TenantRequiredError()
-    return validate_tenant_id(tenant_id)
+    try:
+        return ctx._registered_tenant
+    except AttributeError:
+        pass
+    tenant_id = ctx._data.get("tenant_id")
+    if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
+        raise TenantRequiredError()
+    if tenant_context._lookup(tenant_id) is None:  # validates the format; cached
+        raise TenantNotRegisteredError(tenant_id=tenant_id)
+    set_registered_tenant(ctx, tenant_id)
+    return tenant_id
 
 
 _instances: weakref.WeakSet[TenantContext] = weakref.WeakSet()

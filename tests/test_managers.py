@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Subquery
 from django.test.utils import CaptureQueriesContext
 
 import tenancy
-from tenancy import TenantAccessDenied, TenantRequiredError
+from tenancy import TenantAccessDenied, TenantNotRegisteredError, TenantRequiredError
 from tenancy.managers import TenantScopedQuerySet
 from tenancy.models import Tenant
 from tests.testapp.models import Project, Task
@@ -366,3 +366,61 @@ def _register_with_rows(tenant_id: str) -> None:
 def test_querysets_are_tenant_scoped_querysets():
     assert isinstance(Project.objects.all(), TenantScopedQuerySet)
     assert not hasattr(Project.objects, "delete"), "Model.objects.delete() must stay impossible"
+
+
+@pytest.mark.parametrize(
+    ("tenant_id", "error"),
+    [("default", TenantRequiredError), ("ghost", TenantNotRegisteredError)],
+)
+def test_a_context_bag_without_a_registered_tenant_is_refused_before_any_scoped_sql(
+    scoped_rows, tenant_id, error
+):
+    """``default`` means no tenant, an unregistered id is no tenant: refused, never [] or a 500."""
+    table = Project._meta.db_table
+    calls = {
+        "all": lambda: list(Project.objects.all()),
+        "count": lambda: Project.objects.count(),
+        "get": lambda: Project.objects.get(name="Rocket"),
+        "create": lambda: Project.objects.create(name="Nowhere"),
+        "bulk_create": lambda: Project.objects.bulk_create([Project(name="Nowhere")]),
+        "update": lambda: Project.objects.update(name="Moved"),
+        "delete": lambda: Project.objects.all().delete(),
+        "raw": lambda: list(Project.objects.raw(f"SELECT * FROM {table}")),
+    }
+    with tenancy.Context(tenant_id=tenant_id), CaptureQueriesContext(connection) as queries:
+        for name, call in calls.items():
+            with pytest.raises(error):
+                call()
+                pytest.fail(f"{name} ran")  # pragma: no cover
+    # At most the registry's one cold lookup of the id, never a query of the scoped table.
+    assert all(table not in q["sql"] for q in queries.captured_queries), queries.captured_queries
+    assert len(queries.captured_queries) <= 1
+    assert Project.unscoped.filter(name__in=["Nowhere", "Moved"]).count() == 0
+
+
+def test_raw_through_a_scoped_manager_needs_a_tenant(scoped_rows):
+    with pytest.raises(TenantRequiredError):
+        Project.objects.raw(f"SELECT * FROM {Project._meta.db_table}")
+    assert len(list(Project.unscoped.raw(f"SELECT * FROM {Project._meta.db_table}"))) == 3
+
+
+def test_an_inactive_tenants_rows_stay_reachable_through_a_context_bag(scoped_rows):
+    """Documented decision: trusted code (the admin, maintenance) may bind an inactive tenant."""
+    tenancy.deactivate_tenant("globex")
+    with tenancy.Context(tenant_id="globex"):
+        assert names(Project.objects.all()) == ["Dome"]
+        Project.objects.create(name="Archive")
+    with pytest.raises(tenancy.TenantInactiveError):
+        with tenancy.switch("globex"):
+            pass  # pragma: no cover
+
+
+def test_the_warm_bound_tenant_costs_no_extra_query(scoped_rows, django_assert_num_queries):
+    with tenancy.switch("acme"):
+        with django_assert_num_queries(1):
+            assert Project.objects.count() == 2
+    with tenancy.Context(tenant_id="acme"):
+        with django_assert_num_queries(1):  # acme's state is cached: no lookup
+            assert Project.objects.count() == 2
+        with django_assert_num_queries(1):
+            assert Project.objects.filter(name="Rocket").count() == 1
