@@ -213,6 +213,46 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     ]
 
 
+def scoped_reference_warnings(models: Any) -> list[checks.CheckMessage]:
+    """Warn for each foreign key, one-to-one or many-to-many of *models* to a scoped model
+
+    that is declared on a model which is not tenant-scoped itself: reads and
+    writes through it are not scoped, so they cross tenants.
+    """
+    found: list[checks.CheckMessage] = []
+    for model in models:
+        if getattr(model, "tenant_scoped", False):
+            continue
+        for field in [*model._meta.local_fields, *model._meta.local_many_to_many]:
+            related: Any = getattr(field, "related_model", None)
+            # The marker is True on scoped model classes; a lazy reference is a str.
+            if getattr(related, "tenant_scoped", False) is not True:
+                continue
+            label = model._meta.label
+            found.append(
+                checks.Warning(
+                    f"{label}.{field.name} references the tenant-scoped model "
+                    f"{related._meta.label}, but {label} is not tenant-scoped: reads and "
+                    "writes through this field cross tenants.",
+                    hint=f"Make {label} a TenantScopedModel, or reach "
+                    f"{related._meta.label} rows only through its scoped manager "
+                    "(objects), never through this field.",
+                    obj=field,
+                    id="tenancy.W003",
+                )
+            )
+    return found
+
+
+def check_scoped_references(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``tenancy.W003`` for installed models that reach scoped rows through a relation."""
+    from django.apps import apps
+
+    configs = app_configs if app_configs is not None else apps.get_app_configs()
+    return scoped_reference_warnings(m for config in configs for m in config.get_models())
+
+
 def register() -> None:
     checks.register(check_settings, checks.Tags.compatibility)
     checks.register(check_middleware, checks.Tags.compatibility)
+    checks.register(check_scoped_references, checks.Tags.models)

@@ -7,6 +7,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from django.test.utils import isolate_apps
 
 from tenancy.checks import check_middleware, check_settings
 from tenancy.conf import DEFAULTS, tenancy_settings
@@ -137,3 +138,37 @@ def test_a_project_without_the_middleware_is_warned(settings):
 def test_a_subclass_of_the_middleware_counts_as_installed(settings):
     settings.MIDDLEWARE = [SESSIONS, AUTH, OUR_SUBCLASS]
     assert check_middleware() == []
+
+
+def test_installed_models_pass_the_scoped_reference_check():
+    from tenancy.checks import check_scoped_references
+
+    assert check_scoped_references() == []
+
+
+@isolate_apps("tests.testapp")
+def test_a_model_not_scoped_with_a_relation_to_a_scoped_model_is_warned():
+    from django.db import models
+
+    from tenancy.checks import scoped_reference_warnings
+    from tests.testapp.models import Project
+
+    class Leak(models.Model):
+        project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+        only = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="+")
+        many = models.ManyToManyField(Project, related_name="+")
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            app_label = "testapp"
+
+    warnings = scoped_reference_warnings([Leak, Project])
+    assert [(w.id, w.obj.name) for w in warnings] == [
+        ("tenancy.W003", "project"),
+        ("tenancy.W003", "only"),
+        ("tenancy.W003", "many"),
+    ]
+    assert "testapp.Leak.project references the tenant-scoped model testapp.Project" in (
+        warnings[0].msg
+    )
+    assert "TenantScopedModel" in warnings[0].hint
