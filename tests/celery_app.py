@@ -14,7 +14,7 @@ import logging
 import os
 
 import redis
-from celery import Celery, group
+from celery import Celery, chord, group
 from django.http import JsonResponse
 from django.urls import path
 
@@ -67,10 +67,11 @@ def spawn(key, count):
 
 @app.task(name="tests.spawn_group")
 def spawn_group(key, count):
-    """Publish a group and a chain from inside this task."""
+    """Publish a group, a chain and a chord from inside this task."""
     tenant, request_id = tenancy.get_current_tenant_id(), tenancy.get_current_request_id()
     group(record.s(key, tenant, request_id) for _ in range(count)).delay()
     (record.si(key, tenant, request_id) | record.si(key, tenant, request_id)).delay()
+    chord(record.si(key, tenant, request_id) for _ in range(2))(record.si(key, tenant, request_id))
 
 
 @app.task(name="tests.boom")

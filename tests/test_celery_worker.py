@@ -174,7 +174,7 @@ def test_a_thousand_tasks_over_twenty_tenants_run_in_their_publishers_context(
         assert len({r["pid"] for r in rows}) > 1  # the work was spread over the children
 
 
-def test_groups_and_chains_from_requests_and_tasks_carry_the_context(
+def test_groups_chains_and_chords_from_requests_and_tasks_carry_the_context(
     worker, store, twenty_tenants, client
 ):
     from tests.celery_app import spawn_group
@@ -187,8 +187,9 @@ def test_groups_and_chains_from_requests_and_tasks_carry_the_context(
         assert response.status_code == 200
         with tenancy.Context(request_id=str(uuid.uuid4())), tenancy.switch(tenant_id):
             spawn_group.delay(key, 3)
-    # 4 tenants x (2 group + 2 chain) from requests, and x (3 group + 2 chain) from tasks.
-    rows = wait_for(client_redis, key, 4 * 4 + 4 * 5, worker)
+    # 4 tenants x (2 group + 2 chain) from requests, and x (3 group + 2 chain + 3 chord)
+    # from tasks: the chain's second step and the chord's body are published by the worker.
+    rows = wait_for(client_redis, key, 4 * 4 + 4 * 8, worker)
     assert [r for r in rows if [r["tenant_id"], r["request_id"]] != r["expected"]] == []
     assert {r["tenant_id"] for r in rows} == set(twenty_tenants[:4])
 

@@ -33,7 +33,7 @@ from celery import Celery, Task, current_app
 from celery.result import AsyncResult
 from celery.signals import before_task_publish
 
-from ..current import RuntimeContext, bind_owned, get_context, reset_context
+from ..current import RuntimeContext, get_context, reset_context, set_context
 from ..exceptions import TenancyError
 from ..ids import CONTEXT_IDS, describe_rejected, is_valid_context_id, is_valid_request_id
 from ..registry import tenant_context
@@ -115,8 +115,10 @@ def _checked(values: Mapping[str, Any]) -> dict[str, Any]:
 def bind_task_context(values: Mapping[str, Any]) -> Token[RuntimeContext | None]:
     """Bind the context a message carried; return the token that restores the worker's.
 
-    Raise the ``TenancyError`` of a malformed, unknown or inactive tenant, and
-    count it in :data:`refused_tasks`; nothing is bound then.
+    The task's context is what its message carried and nothing else: none of
+    the worker's own variables show through. Raise the ``TenancyError`` of a
+    malformed, unknown or inactive tenant, and count it in :data:`refused_tasks`;
+    nothing is bound then.
     """
     try:
         data = _checked(values)
@@ -126,7 +128,7 @@ def bind_task_context(values: Mapping[str, Any]) -> Token[RuntimeContext | None]
         shown = exc.tenant_id if exc.tenant_id is not None else describe_rejected(tenant_id)
         logger.warning("Refused a task: %s (%s)", exc.code, shown)
         raise
-    return bind_owned(data)
+    return set_context(RuntimeContext(data))
 
 
 class ContextTask(Task):
@@ -178,7 +180,7 @@ def setup(app: Celery) -> Celery:
         app.Task = type("Task", (ContextTask, app.Task), {"__module__": __name__})
     before_task_publish.connect(_on_publish, weak=False, dispatch_uid="tenancy.celery.publish")
 
-    @app.task(name="tenancy.for_each_active_tenant", ignore_result=True)
+    @app.task(name="tenancy.for_each_active_tenant", ignore_result=True, shared=False)
     def fan_out(task_name: str, *args: Any, **kwargs: Any) -> int:
         return len(for_each_active_tenant(app.tasks[task_name], *args, **kwargs))
 
