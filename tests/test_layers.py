@@ -64,6 +64,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "admin",
             "admin.*",
             "management",
+            "management.run",
             "management.commands",
             "management.commands.*",
             "checks",
