@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from celery.exceptions import TaskRevokedError
 from django.db import connections
 
 import tenancy
@@ -172,6 +173,11 @@ def test_a_thousand_tasks_over_twenty_tenants_run_in_their_publishers_context(
     assert all(r["request_id"] for r in rows)
     if worker["pool"] == "prefork":
         assert len({r["pid"] for r in rows}) > 1  # the work was spread over the children
+    # The tasks' own log lines carry their context (the worker logs key=value lines).
+    log = worker["log"].read_text()
+    lines = [line for line in log.splitlines() if "recording" in line]
+    for tenant_id in twenty_tenants:
+        assert sum(f"tenant_id={tenant_id} " in f"{line} " for line in lines) == 50
 
 
 def test_groups_chains_and_chords_from_requests_and_tasks_carry_the_context(
@@ -231,3 +237,20 @@ def test_a_raising_task_leaves_the_next_task_in_its_own_context(worker, store, t
     assert [p for p in probes if p["variables"]] == []  # no tenant left behind by a failure
     (recorded,) = [r for r in rows if "variables" not in r]
     assert recorded["tenant_id"] == twenty_tenants[0] and recorded["request_id"] is None
+
+
+def test_a_revoked_task_never_runs_and_binds_nothing(worker, store, twenty_tenants):
+    from tests.celery_app import probe, record
+
+    client_redis, key = store
+    with tenancy.switch(twenty_tenants[1]):
+        revoked = record.apply_async((key, twenty_tenants[1], None), countdown=3)
+    revoked.revoke()
+    for _ in range(8):
+        probe.delay(key)
+    rows = wait_for(client_redis, key, 8, worker)
+    with pytest.raises(TaskRevokedError):
+        revoked.get(timeout=60)
+    assert revoked.state == "REVOKED"
+    rows = [json.loads(row) for row in client_redis.lrange(key, 0, -1)]
+    assert rows == [{"variables": {}}] * 8  # the record never ran; the probes saw no context
