@@ -1,8 +1,9 @@
-"""The Python examples of docs/data.md, docs/runtime.md and docs/memory.md run as written.
+"""The Python examples of docs/data.md, runtime.md, memory.md, celery.md, channels.md and
+commands.md run as written.
 
-Blocks that start with "# models.py" or "# settings.py" show code that belongs in
-those files and are not run; ``Note``, ``Project`` and ``Task`` are the test app's
-models, the ones shown.
+Blocks that start with a file's name ("# models.py", "# settings.py", "# asgi.py") show
+code that belongs in that file and are not run; ``Note``, ``Project`` and
+``Task`` are the test app's models, the ones shown.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.testapp.models import Note, Project, Task
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+FILE_NAME = re.compile(r"# [\w/.-]+\.py\n")
 
 
 def runnable_blocks(name: str) -> list[str]:
@@ -27,12 +29,14 @@ def runnable_blocks(name: str) -> list[str]:
     return [
         block
         for block in BLOCK.findall(text)
-        if not block.lstrip().startswith(("# models.py", "# settings.py"))
+        if not FILE_NAME.match(block.lstrip())
     ]
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("name", ["data.md", "runtime.md", "memory.md"])
+@pytest.mark.parametrize(
+    "name", ["data.md", "runtime.md", "memory.md", "celery.md", "channels.md", "commands.md"]
+)
 def test_doc_examples_run(name, tenants, capsys):
     blocks = runnable_blocks(name)
     assert blocks, f"{name} has no runnable example"
@@ -50,6 +54,9 @@ def test_doc_examples_run(name, tenants, capsys):
         "data.md": "no tenant bound: no rows",
         "runtime.md": "anthropic",
         "memory.md": "['collection-789']",
+        "celery.md": "['acme', 'globex']",
+        "channels.md": "4403 tenant_not_registered",
+        "commands.md": "[2/2] globex: done",
     }[name]
     assert expected in out
     if name == "data.md":

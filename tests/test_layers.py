@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "admin",
             "admin.*",
             "management",
+            "management.run",
             "management.commands",
             "management.commands.*",
             "checks",
