@@ -31,8 +31,10 @@ HOUR = 3600 * 480_000  # an hour start, as epoch seconds
 def _fresh_counters():
     counters.take_pending()
     scheduler.next_due = 0.0
+    scheduler.background = True  # the pytest plugin turns the thread off for test runs
     yield
     scheduler.stop()
+    scheduler.background = False
     counters.take_pending()
 
 
