@@ -1,5 +1,11 @@
 """The demo pages: the landing page, the admin branding, the docs, and the token endpoint."""
 
+import json
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -50,3 +56,24 @@ def test_a_demo_user_gets_a_token_and_calls_the_api_with_it(client, acme):
     notes = client.get("/api/notes/", headers=headers)
     assert notes.status_code == 200
     assert [note["title"] for note in notes.json()] == ["Launch plan"]
+
+
+@pytest.mark.django_db
+def test_the_readme_calls_to_the_demo_api_answer_as_shown(client):
+    """The "Try it" section of README.md: a token for alice, then her notes in two tenants."""
+    from django.core.management import call_command
+
+    call_command("seed_demo")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Try it") : readme.index("## Install in your project")]
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "/api/token" in b]
+    lines = block.replace("\\\n", " ").splitlines()
+    assert lines[0].startswith("$ TOKEN=$(curl -s -d username=alice -d password=tenancy-demo ")
+    token = client.post("/api/token", {"username": "alice", "password": "tenancy-demo"}).json()
+    calls = [(line, lines[i + 1]) for i, line in enumerate(lines) if line.startswith("$ curl")]
+    assert len(calls) == 2
+    for line, expected in calls:
+        args = shlex.split(line[2:].replace("$TOKEN", token["token"]))
+        headers = dict(args[i + 1].split(": ", 1) for i, arg in enumerate(args) if arg == "-H")
+        response = client.get(urlsplit(args[-1]).path, headers=headers)
+        assert response.json() == json.loads(expected), line
