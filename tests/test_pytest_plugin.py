@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 SETTINGS = """
 SECRET_KEY = "plugin-tests"
@@ -176,3 +181,24 @@ def test_the_plugin_stays_out_of_projects_without_tenancy(pytester):
     result = pytester.runpytest_subprocess("--ds=settings", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "tenancy-fixtures" not in result.stdout.str()
+
+
+def test_the_examples_of_docs_testing_pass(project):
+    """docs/testing.md's tests, in a project with the README's notes app."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = dict(
+        (code.split("\n", 1)[0][2:], code) for code in BLOCK.findall(readme) if code[:2] == "# "
+    )
+    notes = project.mkpydir("notes")
+    (notes / "models.py").write_text(blocks["notes/models.py"])
+    (notes / "views.py").write_text(blocks["notes/views.py"])
+    project.makepyfile(
+        settings=SETTINGS.replace('"tenancy",', '"tenancy",\n    "notes",'),
+        urls="from django.urls import path\nfrom notes.views import NoteList\n"
+        'urlpatterns = [path("api/notes/", NoteList.as_view())]\n',
+    )
+    examples = [b for b in BLOCK.findall((ROOT / "docs" / "testing.md").read_text())]
+    assert len(examples) == 2 and examples[0].startswith("# tests/test_notes.py")
+    project.makepyfile(test_notes=examples[0], test_statistics=examples[1])
+    result = run(project)
+    result.assert_outcomes(passed=4)
