@@ -12,7 +12,6 @@ calls it before and after every test; a ``unittest`` suite can call it in
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 from django.core.cache import caches
@@ -40,17 +39,17 @@ def forget_shared_state() -> None:
     cannot list its keys (Memcached, the database and file caches) is cleared.
     """
     cache: Any = caches[tenancy_settings.CACHE_ALIAS]
-    pattern = cache.make_key(f"{tenancy_settings.CACHE_KEY_PREFIX}:") + "*"
+    prefix = cache.make_key(f"{tenancy_settings.CACHE_KEY_PREFIX}:")
     if isinstance(cache, LocMemCache):
         local: Any = cache  # its dict and lock are private; no public way to list keys
         with local._lock:
-            for key in [k for k in local._cache if fnmatch.fnmatchcase(k, pattern)]:
+            for key in [k for k in local._cache if k.startswith(prefix)]:
                 local._delete(key)
     elif hasattr(cache, "delete_pattern"):  # django-redis
         cache.delete_pattern(f"{tenancy_settings.CACHE_KEY_PREFIX}:*")
     elif hasattr(cache, "_cache") and hasattr(cache._cache, "get_client"):  # Django's RedisCache
         client = cache._cache.get_client(None, write=True)
-        keys = list(client.scan_iter(match=_glob_escape(pattern[:-1]) + "*", count=500))
+        keys = list(client.scan_iter(match=_glob_escape(prefix) + "*", count=500))
         if keys:
             client.delete(*keys)
     else:

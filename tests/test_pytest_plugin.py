@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -78,7 +79,31 @@ def run(project, *args):
     return result
 
 
-def test_a_tenant_registered_in_one_test_is_gone_in_the_next(project):
+REDIS_URL = os.environ.get("CACHE_URL", "") if os.environ.get("CACHE_URL", "").startswith(
+    "redis://"
+) else ""
+
+
+@pytest.mark.parametrize(
+    "cache",
+    [
+        "locmem",
+        pytest.param(
+            "redis",
+            marks=[
+                pytest.mark.redis,
+                pytest.mark.skipif(not REDIS_URL, reason="needs CACHE_URL=redis://..."),
+            ],
+        ),
+    ],
+)
+def test_a_tenant_registered_in_one_test_is_gone_in_the_next(project, cache):
+    if cache == "redis":
+        # A cache shared beyond the test's process and transaction.
+        project.makepyfile(
+            settings=SETTINGS + "CACHES = {'default': {'BACKEND': "
+            f"'django.core.cache.backends.redis.RedisCache', 'LOCATION': {REDIS_URL!r}}}}}\n"
+        )
     project.makepyfile(
         test_two="""
         import pytest
@@ -112,6 +137,7 @@ def test_a_tenant_registered_in_one_test_is_gone_in_the_next(project):
 def test_the_fixtures(project):
     project.makepyfile(
         test_fixtures="""
+        import pytest
         import tenancy
         from tenancy.models import TenantStatsBucket
 
@@ -129,6 +155,12 @@ def test_the_fixtures(project):
 
         def test_in_tenant(in_tenant):
             assert tenancy.require_tenant() == in_tenant.tenant_id == "tenant-1"
+
+        @pytest.mark.asyncio
+        async def test_in_tenant_async(in_tenant):
+            assert tenancy.get_current_tenant() == "tenant-1"
+            async with tenancy.aswitch("tenant-1"):
+                assert tenancy.require_tenant() == "tenant-1"
 
         def test_context_is_clean_after_in_tenant(db):
             assert tenancy.get_current_tenant() is None
@@ -152,7 +184,7 @@ def test_the_fixtures(project):
         """
     )
     result = run(project)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     assert "could not write" not in result.stdout.str()
     assert "statistics events" not in result.stdout.str()
 
