@@ -41,12 +41,13 @@ demo: $(STAMP)
 
 # Debian's Chromium for tests/test_browser.py, installed when missing and we are root:
 # the packages chromium and fonts-liberation with their dependencies, no recommended
-# packages (no daemons). SKIP_BROWSER=1 skips this step (the browser test is then skipped).
+# packages (no daemons). SKIP_BROWSER=1 skips this step (without Chromium the browser test
+# is skipped).
 BROWSER_PACKAGES := chromium fonts-liberation
 
 browser:
 	@if [ -n "$(SKIP_BROWSER)" ]; then \
-	  echo "SKIP_BROWSER is set: not installing Chromium (the browser test will be skipped)"; \
+	  echo "SKIP_BROWSER is set: not installing Chromium (without it the browser test is skipped)"; \
 	elif [ -x "$(CHROMIUM)" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "Installing $(BROWSER_PACKAGES) with apt-get --no-install-recommends for the browser test (SKIP_BROWSER=1 skips this)"; \
