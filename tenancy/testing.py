@@ -15,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 from .conf import tenancy_settings
 from .current import clear_context
@@ -35,8 +37,9 @@ def reset_caches() -> None:
 def forget_shared_state() -> None:
     """Delete the tenancy entries (``TENANCY["CACHE_KEY_PREFIX"]``) of the tenancy cache.
 
-    Local memory and Redis caches lose only those entries; a backend that
-    cannot list its keys (Memcached, the database and file caches) is cleared.
+    Local memory and Redis caches lose only those entries; the database cache
+    is left alone (its rows are rolled back with the test's transaction); a
+    backend that cannot list its keys (Memcached, the file cache) is cleared.
     """
     cache: Any = caches[tenancy_settings.CACHE_ALIAS]
     prefix = cache.make_key(f"{tenancy_settings.CACHE_KEY_PREFIX}:")
@@ -47,12 +50,12 @@ def forget_shared_state() -> None:
                 local._delete(key)
     elif hasattr(cache, "delete_pattern"):  # django-redis
         cache.delete_pattern(f"{tenancy_settings.CACHE_KEY_PREFIX}:*")
-    elif hasattr(cache, "_cache") and hasattr(cache._cache, "get_client"):  # Django's RedisCache
+    elif isinstance(cache, RedisCache):
         client = cache._cache.get_client(None, write=True)
         keys = list(client.scan_iter(match=_glob_escape(prefix) + "*", count=500))
         if keys:
             client.delete(*keys)
-    else:
+    elif not isinstance(cache, DatabaseCache):
         cache.clear()
 
 
