@@ -123,6 +123,9 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Replaces Django's default console handler, so each line is written once.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    # Replace Django's own handlers (docs/logging.md): each line formatted, and written once.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -8,7 +8,10 @@ code that belongs in that file and are not run; ``Note``, ``Project`` and
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,35 @@ def test_doc_examples_run(name, tenants, capsys):
     assert expected in out
     if name == "data.md":
         assert "tasks moved: 0" in out and "still in: Rocket" in out
+
+
+LOGGING_RUN = """
+import logging, sys
+from django.conf import settings
+namespace = {}
+exec(sys.argv[1], namespace)
+settings.configure(DEBUG=True, LOGGING=namespace["LOGGING"], INSTALLED_APPS=["tenancy"])
+import django
+django.setup()
+logging.getLogger("django.request").warning("Forbidden: %s", "/api/notes/")
+logging.getLogger("django.server").info('"GET /api/notes/ HTTP/1.1" 403 138')
+logging.getLogger("app").info("Creating run")
+"""
+
+
+def test_the_logging_example_formats_djangos_own_lines_once():
+    """docs/logging.md's LOGGING, under Django's default logging: every line formatted, once."""
+    (block,) = [b for b in BLOCK.findall((DOCS / "logging.md").read_text()) if "LOGGING" in b]
+    result = subprocess.run(
+        [sys.executable, "-c", LOGGING_RUN, block],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, lines
+    for line, logger in zip(lines, ("django.request", "django.server", "app"), strict=True):
+        assert f" logger={logger} " in line, line
+        assert " request_id=- tenant_id=-" in line, line
