@@ -180,3 +180,73 @@ def test_a_failing_shared_cache_is_a_miss_and_drops_the_local_copy(caplog):
     store.set("acme", None)
     store.delete("acme")
     assert "The shared cache failed" in caplog.text
+
+
+class Counting:
+    """Counts the calls made to a cache (every one is a round trip with Redis or Memcached)."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.calls = []
+
+    def __getattr__(self, name):
+        method = getattr(self.cache, name)
+
+        def call(*args, **kwargs):
+            self.calls.append((name, args[0] if args else None))
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def shared_cache(tmp_path):
+    """A shared (not process-local) cache backend, the file-based one, with its calls counted."""
+    shared = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    with override_settings(CACHES=shared, TENANCY={"STATS_AUTO_FLUSH": False}):
+        store = tenant_context.store
+        assert isinstance(store, CoherentStore)
+        counting = store.shared_store.cache = Counting(store.shared_store.cache)
+        yield counting
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_switch_with_a_shared_cache_makes_no_round_trip(acme, shared_cache, monkeypatch):
+    from tenancy import registry, state
+
+    now = [1000.0]
+    for module in (registry, state):
+        monkeypatch.setattr(module, "_monotonic", lambda: now[0])
+    with tenancy.switch("acme"):  # cold: the version, the shared cache, the database
+        pass
+    shared_cache.calls.clear()
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(100):
+            with tenancy.switch("acme"):
+                pass
+            tenancy.get_tenant("acme")
+    assert shared_cache.calls == [] and len(queries) == 0
+    now[0] += 0.6  # past the recheck interval: one read of the version, nothing else
+    for _ in range(100):
+        with tenancy.switch("acme"):
+            pass
+    assert [name for name, _key in shared_cache.calls] == ["get"]
+    assert shared_cache.calls[0][1].endswith("!version")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_shared_cache_a_deactivation_here_is_refused_here_at_once(acme, shared_cache):
+    with tenancy.switch("acme"):
+        pass
+    tenancy.deactivate_tenant("acme")
+    with pytest.raises(tenancy.TenantInactiveError):
+        with tenancy.switch("acme"):
+            pass
+    other = coherent(shared_cache.cache)  # what another process reads from the shared cache
+    other.shared_store.prefix = tenant_context.store.shared_store.prefix
+    assert other.get("acme").active is False
