@@ -1,7 +1,8 @@
 """The Python examples of docs/data.md, docs/runtime.md and docs/memory.md run as written.
 
 Blocks that start with "# models.py" or "# settings.py" show code that belongs in
-those files and are not run; ``Note`` is the test app's model, the one shown.
+those files and are not run; ``Note``, ``Project`` and ``Task`` are the test app's
+models, the ones shown.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.db import connections
 import tenancy
 from tenancy import runtime
 from tenancy.memory import ContextManager
-from tests.testapp.models import Note
+from tests.testapp.models import Note, Project, Task
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
@@ -35,7 +36,7 @@ def runnable_blocks(name: str) -> list[str]:
 def test_doc_examples_run(name, tenants, capsys):
     blocks = runnable_blocks(name)
     assert blocks, f"{name} has no runnable example"
-    namespace: dict = {"__name__": "docs", "Note": Note}
+    namespace: dict = {"__name__": "docs", "Note": Note, "Project": Project, "Task": Task}
     try:
         for block in blocks:
             exec(compile(block, str(DOCS / name), "exec"), namespace)
@@ -51,3 +52,5 @@ def test_doc_examples_run(name, tenants, capsys):
         "memory.md": "['collection-789']",
     }[name]
     assert expected in out
+    if name == "data.md":
+        assert "tasks moved: 0" in out and "still in: Rocket" in out

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "scoped data",
         [
             "guards",
+            "related",
             "managers",
             "models",
             "cache",
