@@ -157,6 +157,7 @@ def test_the_fixtures(project):
             assert tenancy.require_tenant() == in_tenant.tenant_id == "tenant-1"
 
         @pytest.mark.asyncio
+        @pytest.mark.django_db(transaction=True)
         async def test_in_tenant_async(in_tenant):
             assert tenancy.get_current_tenant() == "tenant-1"
             async with tenancy.aswitch("tenant-1"):
@@ -230,7 +231,9 @@ def test_the_examples_of_docs_testing_pass(project):
         'urlpatterns = [path("api/notes/", NoteList.as_view())]\n',
     )
     examples = [b for b in BLOCK.findall((ROOT / "docs" / "testing.md").read_text())]
-    assert len(examples) == 2 and examples[0].startswith("# tests/test_notes.py")
-    project.makepyfile(test_notes=examples[0], test_statistics=examples[1])
+    assert len(examples) == 3 and examples[0].startswith("# tests/test_notes.py")
+    project.makepyfile(
+        test_notes=examples[0], test_statistics=examples[1], test_async=examples[2]
+    )
     result = run(project)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
