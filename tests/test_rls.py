@@ -1,0 +1,316 @@
+"""Row-level security: PostgreSQL scopes every statement of an application role, per transaction.
+
+These tests connect as a non-superuser application role they create (see
+tests/rls_roles.py), after ``migrate`` ran as the owner with the setting on.
+"""
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, connections, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+import tenancy
+from tenancy import rls
+from tenancy.checks import check_rls_database, check_rls_engines
+from tests.rls_roles import app_alias, create_roles, drop_roles
+from tests.testapp.models import Note, Project, Task
+
+ON_POSTGRES = connection.vendor == "postgresql"
+APP = "rls_app"
+PG_ONLY = pytest.mark.skipif(
+    not ON_POSTGRES,
+    reason="row-level security is PostgreSQL's: run with DATABASE_URL=postgres://...",
+)
+WALL = pytest.mark.django_db(transaction=True, databases=["default", APP])
+
+
+def rls_settings(on=True, **extra):
+    from django.conf import settings
+
+    return {**settings.TENANCY, "ROW_LEVEL_SECURITY": on, **extra}
+
+
+@pytest.fixture(scope="module")
+def walled(django_db_setup, django_db_blocker):
+    """The test database with its policies on, and alias ``rls_app`` as the application role."""
+    if not ON_POSTGRES:
+        pytest.skip("row-level security is PostgreSQL's: run with DATABASE_URL=postgres://...")
+    with django_db_blocker.unblock():
+        _app, bypass = create_roles()
+        override = override_settings(TENANCY=rls_settings(RLS_BYPASS_ROLE=bypass))
+        override.enable()
+        try:
+            call_command("migrate", verbosity=0)
+            with app_alias(APP):
+                yield connections[APP]
+        finally:
+            override.disable()
+            call_command("migrate", verbosity=0)  # the setting off: policies removed
+            drop_roles()
+
+
+def sql(query, params=None, using=APP):
+    with connections[using].cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description else cursor.rowcount
+
+
+def project_tenants(using=APP):
+    return sorted(t for (t,) in sql("SELECT tenant_id FROM testapp_project", using=using))
+
+
+# -- without PostgreSQL ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="checks what other engines report")
+def test_other_engines_are_refused_by_a_check_and_the_command(db):
+    with override_settings(TENANCY=rls_settings()):
+        assert [e.id for e in check_rls_engines()] == ["tenancy.E020"]
+    assert check_rls_engines() == []
+    with pytest.raises(CommandError, match="needs PostgreSQL"):
+        call_command("tenancy", "rls")
+
+
+# -- the policies -----------------------------------------------------------------
+
+
+@PG_ONLY
+@WALL
+def test_migrate_walls_every_scoped_table_and_the_command_says_so(walled, capsys):
+    call_command("tenancy", "rls", "--json")
+    report = json.loads(capsys.readouterr().out)
+    tables = {t["table"]: t for t in report["tables"]}
+    assert report["row_level_security"] is True
+    # The test app's and the package's own scoped models alike.
+    for table in ("testapp_project", "testapp_task", "testapp_note", "tenancy_message"):
+        assert tables[table]["walled"], tables[table]
+    assert all(t["enabled"] and t["forced"] and t["policy"] for t in report["tables"])
+    assert "tenancy_tenant" not in tables  # the tenants themselves are not scoped
+    call_command("tenancy", "rls")
+    assert "testapp_project" in capsys.readouterr().out
+
+
+@PG_ONLY
+@WALL
+def test_a_table_without_its_policy_fails_the_command_and_a_check(walled, capsys):
+    sql("DROP POLICY tenancy_tenant ON testapp_note", using="default")
+    try:
+        with pytest.raises(CommandError, match="testapp_note"):
+            call_command("tenancy", "rls", "--json")
+        states = {t["table"]: t for t in json.loads(capsys.readouterr().out)["tables"]}
+        assert not states["testapp_note"]["policy"] and states["testapp_project"]["walled"]
+        errors = check_rls_database(databases=[APP])
+        assert [e.id for e in errors] == ["tenancy.E022"]
+        assert "testapp_note" in errors[0].msg and "migrate" in errors[0].hint
+    finally:
+        assert rls.sync_policies("default") == ["testapp_note"]
+    assert check_rls_database(databases=[APP]) == []
+
+
+@PG_ONLY
+@WALL
+def test_a_superuser_connection_and_a_missing_bypass_role_fail_checks(walled):
+    errors = check_rls_database(databases=["default"])  # the owner: a superuser
+    assert [e.id for e in errors] == ["tenancy.E021"]
+    assert "CREATE ROLE" in errors[0].hint
+    with override_settings(TENANCY=rls_settings(RLS_BYPASS_ROLE="no_such_role")):
+        assert [e.id for e in check_rls_database(databases=[APP])] == ["tenancy.E023"]
+    assert check_rls_database(databases=[APP]) == []
+
+
+@PG_ONLY
+@WALL
+def test_turning_the_setting_off_and_migrating_removes_the_policies(walled, capsys):
+    with override_settings(TENANCY=rls_settings(on=False)):
+        call_command("migrate", verbosity=0)
+        call_command("tenancy", "rls", "--json")  # off: reports, exits 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["row_level_security"] is False
+        assert not any(t["enabled"] or t["forced"] or t["policy"] for t in report["tables"])
+    call_command("migrate", verbosity=0)
+    assert rls.table_states("default") and all(s.walled for s in rls.table_states("default"))
+
+
+# -- raw SQL of the application role ------------------------------------------------------
+
+
+@PG_ONLY
+@WALL
+def test_raw_sql_sees_the_bound_tenants_rows_only_and_none_without_a_tenant(walled, scoped_rows):
+    assert project_tenants(using="default") == ["acme", "acme", "globex"]  # the owner sees all
+    with tenancy.switch("acme"):
+        assert project_tenants() == ["acme", "acme"]
+        assert sql("SELECT count(*) FROM testapp_task") == [(4,)]
+        with tenancy.switch("globex"):
+            assert project_tenants() == ["globex"]
+        assert project_tenants() == ["acme", "acme"]
+    assert project_tenants() == []
+    with tenancy.Context(tenant_id="default"):
+        assert project_tenants() == []
+    with tenancy.Context(tenant_id="globex"):  # a context bag, as the middleware binds
+        assert project_tenants() == ["globex"]
+
+
+@PG_ONLY
+@WALL
+def test_raw_writes_for_another_tenant_are_refused_by_postgresql(walled, scoped_rows):
+    dome = scoped_rows["Dome"].pk
+    rocket = scoped_rows["Rocket"].pk
+    with tenancy.switch("acme"):
+        with pytest.raises(DatabaseError, match="row-level security"):
+            sql("INSERT INTO testapp_project (tenant_id, name) VALUES ('globex', 'Sneaky')")
+        # Another tenant's row is not there to update or delete.
+        assert sql("UPDATE testapp_project SET name = 'Owned' WHERE id = %s", [dome]) == 0
+        assert sql("DELETE FROM testapp_project WHERE id = %s", [dome]) == 0
+        # Nor can one of this tenant's rows be given away.
+        with pytest.raises(DatabaseError, match="row-level security"):
+            sql("UPDATE testapp_project SET tenant_id = 'globex' WHERE id = %s", [rocket])
+    with pytest.raises(DatabaseError, match="row-level security"):
+        sql("INSERT INTO testapp_project (tenant_id, name) VALUES ('acme', 'Nobody')")
+    assert Project.unscoped.get(pk=dome).name == "Dome"
+    assert Project.unscoped.filter(name__in=["Sneaky", "Nobody"]).count() == 0
+
+
+@PG_ONLY
+@WALL
+def test_raw_and_extra_are_scoped_by_postgresql(walled, scoped_rows):
+    with tenancy.switch("acme"):
+        raw = Project.objects.using(APP).raw("SELECT * FROM testapp_project ORDER BY id")
+        assert [p.name for p in raw] == ["Rocket", "Anvil"]
+        tenants = tenancy.models.Tenant.objects.using(APP).extra(
+            select={"projects": "SELECT count(*) FROM testapp_project"}
+        )
+        assert {t.tenant_id: t.projects for t in tenants} == {"acme": 2, "globex": 2}
+        assert Project.objects.using(APP).extra(where=["TRUE"]).count() == 2
+
+
+@PG_ONLY
+@WALL
+def test_the_orm_behaves_as_it_does_without_the_wall(walled, scoped_rows):
+    with tenancy.switch("acme"):
+        assert sorted(Project.objects.using(APP).values_list("name", flat=True)) == [
+            "Anvil",
+            "Rocket",
+        ]
+        rocket = Project.objects.using(APP).get(name="Rocket")
+        Task.objects.using(APP).create(project=rocket, title="Fuel")
+        assert rocket.tasks.count() == 3
+        rocket.name = "Rocket 2"
+        rocket.save()
+        Project.objects.using(APP).filter(name="Anvil").update(name="Anvil 2")
+    # unscoped and the admin's cross-tenant views: every tenant, through the bypass role.
+    assert Project.unscoped.using(APP).count() == 3
+    assert sorted(Project.unscoped.using(APP).values_list("tenant_id", flat=True)) == [
+        "acme",
+        "acme",
+        "globex",
+    ]
+    assert len(list(Project.unscoped.using(APP).iterator())) == 3
+    dome = Project.unscoped.using(APP).get(name="Dome")
+    # Maintenance code outside any tenant writes a row that names its tenant.
+    dome.name = "Dome 2"
+    dome.save()
+    Note.unscoped.using(APP).create(tenant_id="globex", title="Outside")
+    assert sorted(Project.unscoped.values_list("name", flat=True)) == [
+        "Anvil 2",
+        "Dome 2",
+        "Rocket 2",
+    ]
+    with tenancy.switch("globex"):
+        assert Note.objects.using(APP).get().title == "Outside"
+        Note.objects.using(APP).get().delete()
+    assert not Note.unscoped.exists()
+    with pytest.raises(tenancy.TenantRequiredError):
+        Project.objects.using(APP).count()
+
+
+@PG_ONLY
+@WALL
+def test_bypass_sees_every_tenant_and_ends_with_its_block(walled, scoped_rows):
+    app_role = sql("SELECT current_user")[0][0]
+    with tenancy.switch("acme"):
+        with rls.bypass():
+            assert project_tenants() == ["acme", "acme", "globex"]
+        assert project_tenants() == ["acme", "acme"]
+        with transaction.atomic(using=APP):
+            assert project_tenants() == ["acme", "acme"]
+            with rls.bypass():
+                assert len(project_tenants()) == 3
+                assert sql("SELECT current_user") != [(app_role,)]
+            assert sql("SELECT current_user") == [(app_role,)]
+            assert project_tenants() == ["acme", "acme"]
+    assert sql("SELECT current_user") == [(app_role,)]
+
+
+# -- per transaction, and nothing left on the connection -----------------------------------
+
+
+def sent_sql(captured):
+    """The statements as sent (psycopg's own BEGIN and COMMIT left out)."""
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+
+
+@PG_ONLY
+@WALL
+def test_inside_atomic_only_the_first_statement_and_a_switch_carry_the_tenant(
+    walled, scoped_rows
+):
+    with tenancy.switch("acme"), CaptureQueriesContext(walled) as captured:
+        with transaction.atomic(using=APP):
+            project_tenants()
+            project_tenants()
+            with tenancy.switch("globex"):
+                assert project_tenants() == ["globex"]
+            assert project_tenants() == ["acme", "acme"]
+    carried = ["set_config('tenancy.tenant_id'" in s for s in sent_sql(captured)]
+    assert carried == [True, False, True, True], sent_sql(captured)
+
+
+@PG_ONLY
+@WALL
+def test_a_rolled_back_savepoint_does_not_lose_the_tenant(walled, scoped_rows):
+    with tenancy.switch("acme"), transaction.atomic(using=APP):
+        assert project_tenants() == ["acme", "acme"]
+        try:
+            with transaction.atomic(using=APP):
+                with tenancy.switch("globex"):
+                    assert project_tenants() == ["globex"]
+                    raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        assert project_tenants() == ["acme", "acme"]
+        with tenancy.switch("globex"):
+            assert project_tenants() == ["globex"]
+
+
+@PG_ONLY
+@WALL
+def test_in_autocommit_every_statement_carries_it_and_no_state_stays(walled, scoped_rows):
+    with tenancy.switch("acme"), CaptureQueriesContext(walled) as captured:
+        project_tenants()
+        project_tenants()
+    assert len(sent_sql(captured)) == 2  # no query of its own
+    assert all(s.startswith("SELECT set_config(") for s in sent_sql(captured))
+    # The server connection itself holds nothing: the setting was transaction-local.
+    raw = walled.connection
+    assert raw.execute("SELECT current_setting('tenancy.tenant_id', true)").fetchone()[0] in (
+        "",
+        None,
+    )
+    assert raw.execute("SELECT count(*) FROM testapp_project").fetchone() == (0,)
+
+
+@PG_ONLY
+@WALL
+async def test_async_code_reaches_postgresql_with_its_tenant(walled, scoped_rows):
+    async with tenancy.aswitch("globex"):
+        assert await sync_to_async(project_tenants)() == ["globex"]
+        assert await Project.objects.using(APP).acount() == 1
+    async with tenancy.Context(tenant_id="acme"):
+        assert await sync_to_async(project_tenants)() == ["acme", "acme"]
+    assert await sync_to_async(project_tenants)() == []
+    assert await Project.unscoped.using(APP).acount() == 3
