@@ -4,6 +4,7 @@ These tests connect as a non-superuser application role they create (see
 tests/rls_roles.py), after ``migrate`` ran as the owner with the setting on.
 """
 
+import contextlib
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 import tenancy
 from tenancy import rls
 from tenancy.checks import check_rls_database, check_rls_engines
-from tests.rls_roles import app_alias, create_roles, drop_roles
+from tests.rls_roles import app_alias, pgbouncer, walled_database
 from tests.testapp.models import Note, Project, Task
 
 ON_POSTGRES = connection.vendor == "postgresql"
@@ -34,23 +35,25 @@ def rls_settings(on=True, **extra):
     return {**settings.TENANCY, "ROW_LEVEL_SECURITY": on, **extra}
 
 
-@pytest.fixture(scope="module")
-def walled(django_db_setup, django_db_blocker):
-    """The test database with its policies on, and alias ``rls_app`` as the application role."""
+@pytest.fixture(scope="module", params=["direct", "pgbouncer"])
+def walled(request, django_db_setup, django_db_blocker):
+    """Alias ``rls_app``: the application role, straight to PostgreSQL or through PgBouncer.
+
+    Through PgBouncer in transaction pooling mode with a pool of 2 server
+    connections, so consecutive transactions of one client land on any of them.
+    """
     if not ON_POSTGRES:
         pytest.skip("row-level security is PostgreSQL's: run with DATABASE_URL=postgres://...")
-    with django_db_blocker.unblock():
-        _app, bypass = create_roles()
-        override = override_settings(TENANCY=rls_settings(RLS_BYPASS_ROLE=bypass))
-        override.enable()
-        try:
-            call_command("migrate", verbosity=0)
-            with app_alias(APP):
-                yield connections[APP]
-        finally:
-            override.disable()
-            call_command("migrate", verbosity=0)  # the setting off: policies removed
-            drop_roles()
+    with django_db_blocker.unblock(), walled_database(), contextlib.ExitStack() as stack:
+        options = {}
+        if request.param == "pgbouncer":
+            try:
+                host, port = stack.enter_context(pgbouncer(pool_size=2))
+            except FileNotFoundError as exc:
+                pytest.skip(str(exc))
+            options = {"HOST": host, "PORT": str(port), "DISABLE_SERVER_SIDE_CURSORS": True}
+        stack.enter_context(app_alias(APP, **options))
+        yield connections[APP]
 
 
 def sql(query, params=None, using=APP):
@@ -295,7 +298,8 @@ def test_in_autocommit_every_statement_carries_it_and_no_state_stays(walled, sco
         project_tenants()
     assert len(sent_sql(captured)) == 2  # no query of its own
     assert all(s.startswith("SELECT set_config(") for s in sent_sql(captured))
-    # The server connection itself holds nothing: the setting was transaction-local.
+    # The server connection itself holds nothing: the setting was transaction-local
+    # (through PgBouncer, the next transaction may even run on another one).
     raw = walled.connection
     assert raw.execute("SELECT current_setting('tenancy.tenant_id', true)").fetchone()[0] in (
         "",
