@@ -50,6 +50,7 @@ __all__ = [
     "SETTING",
     "TableState",
     "bypass",
+    "bypass_rls",
     "bypassed",
     "enabled",
     "install",
@@ -77,7 +78,7 @@ def enabled(connection: BaseDatabaseWrapper) -> bool:
     return bool(tenancy_settings.ROW_LEVEL_SECURITY) and connection.vendor == "postgresql"
 
 
-class bypass:  # noqa: N801 (used like a function: ``with bypass():``)
+class bypass:
     """Run the block's statements as ``TENANCY["RLS_BYPASS_ROLE"]``: every tenant's rows.
 
     ``with bypass():`` or ``async with bypass():``, for admin and maintenance
@@ -109,6 +110,10 @@ class bypass:  # noqa: N801 (used like a function: ``with bypass():``)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.__exit__()
+
+
+#: ``tenancy.bypass_rls()``: the same block, from the package root.
+bypass_rls = bypass
 
 
 def bypassed() -> bool:
@@ -196,9 +201,7 @@ def _combines(cursor: Any) -> bool:
     # in one simple query; server-side binding and server cursors take one statement.
     import psycopg
 
-    return isinstance(cursor, psycopg.ClientCursor) and not isinstance(
-        cursor, psycopg.ServerCursor
-    )
+    return isinstance(cursor, psycopg.ClientCursor) and not isinstance(cursor, psycopg.ServerCursor)
 
 
 def _execute_apart(
@@ -244,7 +247,10 @@ def scoped_tables(app_label: str | None = None) -> list[tuple[str, str, str]]:
         meta = model._meta
         if not getattr(model, "tenant_scoped", False) or meta.proxy or not meta.managed:
             continue
-        found.append((meta.label, meta.db_table, meta.get_field("tenant").column))
+        # The table holding the tenant column (a multi-table child's is its parent's).
+        for field in meta.local_concrete_fields:
+            if field.name == "tenant" and field.column:
+                found.append((meta.label, meta.db_table, field.column))
     return sorted(found, key=lambda row: row[1])
 
 
@@ -310,7 +316,7 @@ def sync_policies(using: str = "default", app_label: str | None = None) -> list[
     changed = []
     with transaction.atomic(using=using), connection.cursor() as cursor:
         for state in table_states(using, app_label):
-            if not state.exists or state.walled == on and (on or not state.policy):
+            if not state.exists or (state.walled == on and (on or not state.policy)):
                 continue
             table = quote(state.table)
             cursor.execute(f"DROP POLICY IF EXISTS {quote(POLICY)} ON {table}")

@@ -1,8 +1,8 @@
 """Views of the row-level security server test: raw SQL, as a careless view would write it."""
 
 import time
-from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
@@ -15,11 +15,16 @@ import tenancy
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="rls-view")
 
 
-def _read(atomic: bool) -> dict:
+def _read(atomic: bool, where: bool = False, hold: bool = False) -> dict:
+    query = "SELECT tenant_id, name FROM testapp_project"
+    params = []
+    if where:  # the condition the ORM would add: the same rows with the wall off
+        query += " WHERE tenant_id = %s"
+        params.append(tenancy.get_current_tenant_id())
     with transaction.atomic() if atomic else nullcontext(), connection.cursor() as cursor:
-        cursor.execute("SELECT tenant_id, name FROM testapp_project ORDER BY id")
+        cursor.execute(query + " ORDER BY id", params)
         rows = cursor.fetchall()
-        if atomic:
+        if hold:
             time.sleep(0.002)  # hold the transaction: other requests interleave
         cursor.execute("SELECT current_setting('tenancy.tenant_id', true), pg_backend_pid()")
         setting, pid = cursor.fetchone()
@@ -32,11 +37,19 @@ def _read(atomic: bool) -> dict:
 
 
 async def rows(request):
+    """Read in one of 16 threads (each with its own database connection)."""
     atomic = request.GET.get("atomic") == "1"
-    return JsonResponse(await sync_to_async(_read, thread_sensitive=False, executor=_POOL)(atomic))
+    read = sync_to_async(_read, thread_sensitive=False, executor=_POOL)
+    return JsonResponse(await read(atomic, hold=atomic))
+
+
+def rows_sync(request):
+    """Read in the request's thread (for bench/rls.py)."""
+    return JsonResponse(_read(request.GET.get("atomic") == "1", request.GET.get("where") == "1"))
 
 
 urlpatterns = [
     path("req/", include("tests.request_views")),
     path("rls/rows", rows),
+    path("rls/rows-sync", rows_sync),
 ]

@@ -259,9 +259,7 @@ def sent_sql(captured):
 
 @PG_ONLY
 @WALL
-def test_inside_atomic_only_the_first_statement_and_a_switch_carry_the_tenant(
-    walled, scoped_rows
-):
+def test_inside_atomic_only_the_first_statement_and_a_switch_carry_the_tenant(walled, scoped_rows):
     with tenancy.switch("acme"), CaptureQueriesContext(walled) as captured:
         with transaction.atomic(using=APP):
             project_tenants()
@@ -318,3 +316,17 @@ async def test_async_code_reaches_postgresql_with_its_tenant(walled, scoped_rows
         assert await sync_to_async(project_tenants)() == ["acme", "acme"]
     assert await sync_to_async(project_tenants)() == []
     assert await Project.unscoped.using(APP).acount() == 3
+
+
+@PG_ONLY
+@WALL
+def test_the_examples_of_docs_rls_md_run(walled, tenants, capsys):
+    from tests.test_docs_examples import runnable_blocks
+
+    with tenancy.switch("acme"):
+        Note.objects.create(title="Kept")
+    blocks = runnable_blocks("rls.md")
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/rls.md", "exec"), {"__name__": "docs", "Note": Note})
+    assert "[('acme', 1)]" in capsys.readouterr().out

@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ...conf import tenancy_settings
-
 from ...exceptions import TenancyError
 from ...registry import tenant_context
 from ...rls import table_states
