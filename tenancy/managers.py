@@ -43,7 +43,7 @@ from .guards import (
     remember_db_state,
 )
 from .registry import bound_tenant_id, require_tenant_id
-from .rls import bypass
+from .rls import bypass, bypass_if_on
 
 __all__ = ["CurrentTenant", "TenantScopedManager", "TenantScopedQuerySet", "UnscopedManager"]
 
@@ -102,9 +102,7 @@ class TenantScopedQuerySet(models.QuerySet):
 
     def _sql_block(self) -> AbstractContextManager[Any]:
         """The block this queryset's SQL runs in: :class:`~tenancy.rls.bypass` when unscoped."""
-        if self._tenant_scoped or not tenancy_settings.ROW_LEVEL_SECURITY:
-            return _NO_BLOCK
-        return bypass()
+        return _NO_BLOCK if self._tenant_scoped else bypass_if_on()
 
     def _clone(self) -> TenantScopedQuerySet:
         clone = super()._clone()  # type: ignore[misc]
@@ -137,7 +135,9 @@ class TenantScopedQuerySet(models.QuerySet):
 
     def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
         rows = super().iterator(chunk_size)
-        return rows if self._sql_block() is _NO_BLOCK else _each_bypassed(rows)
+        if self._tenant_scoped or not tenancy_settings.ROW_LEVEL_SECURITY:
+            return rows
+        return _each_bypassed(rows)
 
     def __getitem__(self, k: Any) -> Any:
         if self._result_cache is not None:

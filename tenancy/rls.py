@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar, Token
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "SETTING",
     "TableState",
     "bypass",
+    "bypass_if_on",
     "bypass_rls",
     "bypassed",
     "enabled",
@@ -71,6 +73,7 @@ _IDLE = 0
 _INTRANS = 2
 
 _BYPASS: ContextVar[bool] = ContextVar("tenancy_rls_bypass", default=False)
+_NO_BLOCK = nullcontext()
 
 
 def enabled(connection: BaseDatabaseWrapper) -> bool:
@@ -114,6 +117,15 @@ class bypass:
 
 #: ``tenancy.bypass_rls()``: the same block, from the package root.
 bypass_rls = bypass
+
+
+def bypass_if_on() -> AbstractContextManager[None]:
+    """Return a :class:`bypass` block while ``ROW_LEVEL_SECURITY`` is on, else a no-op block.
+
+    For the lookups that must see every tenant's rows to refuse a cross-tenant
+    write (the write guards) and for the ``unscoped`` manager.
+    """
+    return bypass() if tenancy_settings.ROW_LEVEL_SECURITY else _NO_BLOCK
 
 
 def bypassed() -> bool:

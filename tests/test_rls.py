@@ -233,6 +233,21 @@ def test_the_orm_behaves_as_it_does_without_the_wall(walled, scoped_rows):
 
 @PG_ONLY
 @WALL
+def test_the_write_guards_still_see_other_tenants_rows_to_refuse_them(walled, scoped_rows):
+    dome = scoped_rows["Dome"]
+    with tenancy.switch("acme"):
+        with pytest.raises(tenancy.TenantAccessDenied):
+            Task.objects.using(APP).create(project_id=dome.pk, title="Cross")
+        stray = Project(pk=dome.pk, name="Hand-built")
+        with pytest.raises(tenancy.TenantAccessDenied):
+            stray.save(using=APP)
+        with pytest.raises(tenancy.TenantAccessDenied):
+            stray.delete(using=APP)
+    assert Project.unscoped.get(pk=dome.pk).name == "Dome"
+
+
+@PG_ONLY
+@WALL
 def test_bypass_sees_every_tenant_and_ends_with_its_block(walled, scoped_rows):
     app_role = sql("SELECT current_user")[0][0]
     with tenancy.switch("acme"):
