@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.rls_bench_settings")
 
 QUERIES = 2000
 REQUESTS = 300
-ROUNDS = 9
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 9))
 
 
 def main() -> None:
@@ -70,6 +70,11 @@ def main() -> None:
                         timings[f"query {label}"].append(wall * 1e6)
                         timings[f"cpu {label}"].append(cpu * 1e6)
                         timings[f"request {label}"].append(per_request(Client()) * 1e6)
+            for label, tenancy_settings in (("off", off), ("on", on)):
+                with override_settings(TENANCY=tenancy_settings):
+                    rls.sync_policies("owner")
+                    connection.close()
+                    show_statements(label, Client())
             connection.close()
             connection.settings_dict["USER"] = owner_user
             with override_settings(TENANCY=off):
@@ -111,6 +116,19 @@ def per_request(client) -> float:
     elapsed = time.perf_counter() - started
     assert len(response.json()["rows"]) == 25
     return elapsed / REQUESTS
+
+
+def show_statements(label: str, client) -> None:
+    """Print the statements one request sends, as psycopg sent them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get("/rls/rows-sync?atomic=1&where=1", headers={"X-Tenant-ID": "bench-07"})
+    with CaptureQueriesContext(connection) as captured:
+        client.get("/rls/rows-sync?atomic=1&where=1", headers={"X-Tenant-ID": "bench-07"})
+    print(f"\nOne request, wall {label}:")
+    for query in captured.captured_queries:
+        print("   ", query["sql"])
 
 
 def report(timings: dict[str, list[float]], name: str) -> None:

@@ -174,46 +174,78 @@ def _prefix(tenant: str, bypassed: bool, restore: bool) -> str:
     return sql
 
 
+# The literal sent for a bound tenant id: itself when well-formed, else "" (no tenant).
+_TENANT_LITERALS: dict[Any, str] = {}
+
+
+def _tenant_literal(tenant: Any) -> str:
+    try:
+        return _TENANT_LITERALS[tenant]
+    except KeyError:
+        literal = tenant if is_valid_tenant_id(tenant) else ""
+        if len(_TENANT_LITERALS) > 4096:
+            _TENANT_LITERALS.clear()
+        _TENANT_LITERALS[tenant] = literal
+        return literal
+    except TypeError:  # unhashable: not a tenant id
+        return ""
+
+
 def _execute(
     execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     """Execute wrapper: the bound tenant reaches PostgreSQL in the statement's transaction."""
-    connection = context["connection"]
     if not tenancy_settings.ROW_LEVEL_SECURITY:
         return execute(sql, params, many, context)
-    tenant = get_current_tenant_id()
-    if not is_valid_tenant_id(tenant):  # None, "default", or anything unsafe: no tenant
-        tenant = ""
-    wanted = (tenant, _BYPASS.get())
-    raw = connection.connection
-    status = raw.info.transaction_status
-    sent = connection._tenancy_rls_sent if status == _INTRANS else None
-    if sent == wanted:
+    connection = context["connection"]
+    wanted = (_tenant_literal(get_current_tenant_id()), _BYPASS.get())
+    pgconn = connection._tenancy_rls_pgconn
+    status = pgconn.transaction_status
+    if status == _INTRANS:
+        sent = connection._tenancy_rls_sent
+        if sent == wanted:  # the warm path inside atomic(): nothing to add
+            return execute(sql, params, many, context)
+    elif status == _IDLE:
+        sent = None
+    else:  # busy or failed: the statement fails on its own
         return execute(sql, params, many, context)
-    if status not in (_IDLE, _INTRANS):  # busy or failed: the statement fails on its own
-        return execute(sql, params, many, context)
-    if isinstance(sql, str) and sql.startswith("ROLLBACK TO SAVEPOINT"):
+    if sql.__class__ is str and sql.startswith("ROLLBACK TO SAVEPOINT"):
         connection._tenancy_rls_sent = None  # it may undo what was set after the savepoint
         return execute(sql, params, many, context)
     # In an open transaction whose state is unknown or bypassed, the role is put back.
-    prefix = _prefix(tenant, wanted[1], status == _INTRANS and (sent is None or sent[1]))
+    prefix = _prefix(wanted[0], wanted[1], status == _INTRANS and (sent is None or sent[1]))
     cursor = context["cursor"].cursor
-    if many or not isinstance(sql, str) or not _combines(cursor):
+    if many or sql.__class__ is not str or cursor.__class__ not in _COMBINING:
         result = _execute_apart(connection, prefix, execute, sql, params, many, context)
     else:
         result = execute(prefix + sql, params, many, context)
         cursor.nextset()  # to the statement's own result, past set_config's
-    if raw.info.transaction_status == _INTRANS:
-        connection._tenancy_rls_sent = wanted
+    connection._tenancy_rls_sent = wanted if pgconn.transaction_status == _INTRANS else None
     return result
 
 
-def _combines(cursor: Any) -> bool:
-    # psycopg's client-side binding cursor (Django's default) sends several statements
-    # in one simple query; server-side binding and server cursors take one statement.
-    import psycopg
+class _Combining(dict[type, bool]):
+    """``cursor class in _COMBINING``: may the cursor send two statements in one query?"""
 
-    return isinstance(cursor, psycopg.ClientCursor) and not isinstance(cursor, psycopg.ServerCursor)
+    def __missing__(self, cursor_class: type) -> bool:
+        # psycopg's client-side binding cursor (Django's default) sends several
+        # statements as one simple query; server-side binding and server cursors cannot.
+        try:
+            import psycopg
+        except ImportError:  # psycopg2: one statement at a time
+            combines = False
+        else:
+            combines = issubclass(cursor_class, psycopg.ClientCursor) and not issubclass(
+                cursor_class, psycopg.ServerCursor
+            )
+        self[cursor_class] = combines
+        return combines
+
+    def __contains__(self, cursor_class: object) -> bool:
+        return self[cursor_class]  # type: ignore[index]
+
+
+_COMBINING = _Combining()
 
 
 def _execute_apart(
@@ -239,7 +271,12 @@ def _execute_apart(
 def install(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """``connection_created`` receiver: add the execute wrapper to a PostgreSQL connection."""
     connection._tenancy_rls_sent = None  # type: ignore[attr-defined]
-    if enabled(connection) and _execute not in connection.execute_wrappers:
+    if not enabled(connection):
+        return
+    raw = connection.connection
+    # libpq's transaction status, read without a round trip (psycopg, or psycopg2's info).
+    connection._tenancy_rls_pgconn = getattr(raw, "pgconn", None) or raw.info  # type: ignore[attr-defined]
+    if _execute not in connection.execute_wrappers:
         connection.execute_wrappers.append(_execute)
 
 
