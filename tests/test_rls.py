@@ -366,3 +366,16 @@ def test_the_examples_of_docs_rls_md_run(walled, tenants, capsys):
     for block in blocks:
         exec(compile(block, "docs/rls.md", "exec"), {"__name__": "docs", "Note": Note})
     assert "[('acme', 1)]" in capsys.readouterr().out
+
+
+@PG_ONLY
+@WALL
+def test_manage_py_migrate_is_not_stopped_by_the_checks_it_fixes(walled, monkeypatch):
+    sql("DROP POLICY tenancy_tenant ON testapp_note", using="default")
+    assert [e.id for e in check_rls_database(databases=["default"])] == [
+        "tenancy.E021",
+        "tenancy.E022",
+    ]
+    monkeypatch.setattr("sys.argv", ["manage.py", "migrate"])
+    call_command("migrate", verbosity=0, skip_checks=False)  # as manage.py migrate runs it
+    assert all(s.walled for s in rls.table_states("default"))
