@@ -39,6 +39,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -189,6 +190,16 @@ def _tenant_literal(tenant: Any) -> str:
         return literal
     except TypeError:  # unhashable: not a tenant id
         return ""
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    # The literals depend on RESERVED_TENANT_IDS, the prefixes on RLS_BYPASS_ROLE.
+    if setting == "TENANCY":
+        _PREFIXES.clear()
+        _TENANT_LITERALS.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="tenancy.rls.forget")
 
 
 def _execute(

@@ -82,6 +82,25 @@ def test_other_engines_are_refused_by_a_check_and_the_command(db):
         call_command("tenancy", "rls")
 
 
+def test_the_command_refuses_an_unknown_database_alias(db):
+    with pytest.raises(CommandError, match="No database alias 'nope'"):
+        call_command("tenancy", "rls", "--database", "nope")
+
+
+def test_bypass_blocks_nest_and_are_one_object_per_block():
+    block = rls.bypass()
+    assert not rls.bypassed()
+    with block:
+        assert rls.bypassed()
+        with rls.bypass():
+            assert rls.bypassed()
+        assert rls.bypassed()
+        with pytest.raises(RuntimeError, match="already entered"), block:
+            pass
+    assert not rls.bypassed()
+    assert tenancy.bypass_rls is rls.bypass
+
+
 # -- the policies -----------------------------------------------------------------
 
 
