@@ -54,7 +54,7 @@ pgbouncer:
 	@if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "Installing Debian's pgbouncer for the row-level security tests"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer \
 	    || echo "Could not install pgbouncer: its tests will be skipped"; \
 	else \
 	  echo "No pgbouncer: run 'sudo apt-get install pgbouncer' for the row-level security tests"; \
