@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 import tenancy
-from tests.rls_roles import pgbouncer, role_names, walled_database
+from tests.rls_roles import find_pgbouncer, pgbouncer, role_names, walled_database
 from tests.test_server import Connection, run_server
 from tests.testapp.models import Project
 
@@ -65,6 +65,8 @@ async def load(port):
 
 
 def test_2000_requests_through_pgbouncer_see_only_their_own_tenant(transactional_db, tmp_path):
+    if find_pgbouncer() is None:
+        pytest.skip("pgbouncer is not installed: run 'make pgbouncer' (apt-get install pgbouncer)")
     for tenant_id in TENANTS:
         tenancy.register_tenant(tenant_id, tenant_id.title())
         with tenancy.switch(tenant_id):
