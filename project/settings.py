@@ -7,6 +7,7 @@ DEBUG         default: True (this is a demo)
 ALLOWED_HOSTS default: 127.0.0.1,localhost
 LOG_FORMAT    default: kv (key=value lines); json for one JSON object per line
 LOG_LEVEL     default: INFO
+CELERY_BROKER_URL  default: none, and tasks run eagerly; redis://... for a worker
 """
 
 from pathlib import Path
@@ -94,6 +95,16 @@ TENANCY = {
     # The X-Tenant-ID header first; a logged-in member of a single tenant needs no header.
     "RESOLVERS": ["tenancy.resolvers.HeaderResolver", "tenancy.resolvers.MembershipResolver"],
 }
+
+# Celery: a worker against CELERY_BROKER_URL when it is set (celery -A project worker),
+# else every task runs eagerly, in the process that publishes it.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if CELERY_BROKER_URL:
+    CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+else:
+    CELERY_BROKER_URL = "memory://"
+    CELERY_TASK_ALWAYS_EAGER = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the context-rich log lines below
 
 # One line per record with the request's context: key=value (default) or JSON (LOG_FORMAT=json).
 LOGGING = {

@@ -88,10 +88,9 @@ def require_tenant_id() -> str:
     ctx = _get_context()
     if ctx is None:
         raise TenantRequiredError()
-    try:
-        return ctx._registered_tenant
-    except AttributeError:
-        pass
+    registered = ctx._registered_tenant
+    if registered is not None:
+        return registered
     tenant_id = ctx._data.get("tenant_id")
     if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
         raise TenantRequiredError()

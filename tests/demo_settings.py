@@ -17,3 +17,7 @@ if _default["ENGINE"].endswith("sqlite3"):
     _default["TEST"]["NAME"] = _default["TEST"]["NAME"].replace(".sqlite3", "-demo.sqlite3")
 else:
     _default["TEST"]["NAME"] = f"test_{_default['NAME']}_demo"
+
+# The demo's Celery app, eager: tasks run in the test process, in the publisher's context.
+CELERY_BROKER_URL = "memory://"
+CELERY_TASK_ALWAYS_EAGER = True

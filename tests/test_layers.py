@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "scoped data",
         [
             "guards",
+            "related",
             "managers",
             "models",
             "cache",
@@ -64,6 +65,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "admin",
             "admin.*",
             "management",
+            "management.run",
             "management.commands",
             "management.commands.*",
             "checks",

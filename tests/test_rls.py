@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import Value
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -266,7 +267,11 @@ def test_the_write_guards_still_see_other_tenants_rows_to_refuse_them(walled, sc
             stray.save(using=APP)
         with pytest.raises(tenancy.TenantAccessDenied):
             stray.delete(using=APP)
+        # A key computed by the database is proven after the write, across tenants.
+        with pytest.raises(tenancy.TenantAccessDenied):
+            Task.objects.using(APP).update(project_id=Value(dome.pk))
     assert Project.unscoped.get(pk=dome.pk).name == "Dome"
+    assert not Task.unscoped.filter(tenant_id="acme", project_id=dome.pk).exists()
 
 
 @PG_ONLY

@@ -11,6 +11,7 @@ router.register("notes", notes.NoteViewSet, basename="note")
 urlpatterns = [
     path("public/status", views.PublicStatusView.as_view(), name="public-status"),
     path("context", views.ContextView.as_view(), name="context"),
+    path("tasks/context-report", views.ContextReportView.as_view(), name="context-report"),
     path("agents/<str:agent_id>/chat", notes.AgentChatView.as_view(), name="agent-chat"),
     path("", include(router.urls)),
 ]
