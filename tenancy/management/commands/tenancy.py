@@ -241,7 +241,7 @@ class Command(BaseCommand):
                 )
         if on and missing:
             raise CommandError(
-                f"{len(missing)} scoped tables lack row-level security: {', '.join(missing)}. "
+                f"Scoped tables without row-level security: {', '.join(missing)}. "
                 f"Run 'python manage.py migrate --database {alias}' as the tables' owner."
             )
 
