@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         tenant_context,
         unregister_tenant,
     )
+    from .rls import bypass_rls
     from .state import TenantInfo
 
 __version__ = "0.1.0"
@@ -93,6 +94,7 @@ _LAZY = {
     "Context": "tenancy.context",
     "TenantInfo": "tenancy.state",
     "with_context": "tenancy.decorators",
+    "bypass_rls": "tenancy.rls",
     **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
 
@@ -129,6 +131,7 @@ __all__ = [
     "__version__",
     "activate_tenant",
     "aswitch",
+    "bypass_rls",
     "clear_context",
     "deactivate_tenant",
     "get_context",

@@ -53,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS_LOGGER": "tenancy.access",
     # Upper bound of tenancy.memory.ContextManager instances kept per process.
     "MEMORY_MAX_INSTANCES": 1024,
+    # PostgreSQL row-level security on every tenant-scoped table (docs/rls.md), and
+    # the NOLOGIN BYPASSRLS role that bypass() and the unscoped manager switch to.
+    "ROW_LEVEL_SECURITY": False,
+    "RLS_BYPASS_ROLE": None,
 }
 
 
