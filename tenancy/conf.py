@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 300,
     "CACHE_KEY_PREFIX": "tenancy",
+    # Keys tenancy.cache.make_key leaves shared, whoever is bound (besides the
+    # package's own CACHE_KEY_PREFIX keys): a session belongs to a user, not a tenant.
+    "CACHE_SHARED_PREFIXES": ["django.contrib.sessions."],
     # Statistics: counters are flushed to the database at most this often (seconds).
     "STATS_ENABLED": True,
     "STATS_FLUSH_INTERVAL": 10,
@@ -45,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS_LOGGER": "tenancy.access",
     # Upper bound of tenancy.memory.ContextManager instances kept per process.
     "MEMORY_MAX_INSTANCES": 1024,
+    # Add the tenant id to the W3C "baggage" header of outgoing calls (tenancy.propagation),
+    # only to these hosts (ALLOWED_HOSTS patterns: "billing.internal", ".internal").
+    "BAGGAGE": False,
+    "BAGGAGE_HOSTS": [],
 }
 
 
