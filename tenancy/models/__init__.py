@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import guards
 from ..ids import TENANT_ID_MAX_LENGTH
 from ..managers import TenantScopedManager, UnscopedManager
+from ..storage import use_tenant_storage
 from .tenants import Tenant, TenantMembership
 
 __all__ = [
@@ -116,6 +117,16 @@ def _unscoped_base_manager(sender: type[models.Model], **kwargs: Any) -> None:
 
 
 class_prepared.connect(_unscoped_base_manager, dispatch_uid="tenancy.unscoped_base_manager")
+
+
+def _tenant_file_storage(sender: type[models.Model], **kwargs: Any) -> None:
+    # A scoped row's files are the tenant's too: file fields left on the default
+    # storage get its tenant-scoped form (tenancy.storage), with no code in the model.
+    if getattr(sender, "tenant_scoped", False) is True:
+        use_tenant_storage(sender)
+
+
+class_prepared.connect(_tenant_file_storage, dispatch_uid="tenancy.tenant_file_storage")
 
 
 class TenantStatsBucket(models.Model):
