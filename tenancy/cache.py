@@ -113,10 +113,10 @@ def _view(backend: BaseCache) -> BaseCache:
         if view_class is None:
             view_class = type(f"Tenant{cls.__name__}", (_TenantScoped, cls), {})
             _VIEW_CLASSES[cls] = view_class
-        view = object.__new__(view_class)
+        scoped: Any = object.__new__(view_class)
         # One __dict__ for both: clients, pools and locks made by either are shared.
-        view.__dict__ = backend.__dict__
-        _VIEWS[backend] = view
+        scoped.__dict__ = backend.__dict__
+        _VIEWS[backend] = view = scoped
     return view
 
 
@@ -183,10 +183,11 @@ def _clear(backend: Any, tenant_id: str) -> int:
             removed += client.delete(*batch)
         return removed
     if isinstance(backend, LocMemCache):
-        with backend._lock:
-            keys = [key for key in backend._cache if key.startswith(prefix)]
+        local: Any = backend
+        with local._lock:
+            keys = [key for key in local._cache if key.startswith(prefix)]
             for key in keys:
-                backend._delete(key)
+                local._delete(key)
         return len(keys)
     if isinstance(backend, DummyCache):
         return 0

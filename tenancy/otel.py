@@ -36,8 +36,8 @@ __all__ = [
     "BAGGAGE_KEY",
     "DENIED_ATTRIBUTE",
     "annotate_span",
-    "baggage_header",
     "baggage_allowed",
+    "baggage_header",
 ]
 
 #: True when ``opentelemetry-api`` is importable.
@@ -84,7 +84,7 @@ def baggage_allowed(url: str | None) -> bool:
         host = urlsplit(str(url)).hostname
     except ValueError:
         return False
-    return bool(host) and validate_host(host, tenancy_settings.BAGGAGE_HOSTS)
+    return host is not None and validate_host(host, tenancy_settings.BAGGAGE_HOSTS)
 
 
 def baggage_header(tenant_id: str, existing: str | None = None) -> str:

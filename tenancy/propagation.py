@@ -33,9 +33,9 @@ __all__ = [
     "HEADERS",
     "add_context_to_headers",
     "context_headers",
-    "set_context_headers",
     "extract_context_from_headers",
     "run_public_context",
+    "set_context_headers",
     "setup_context_from_headers",
 ]
 

@@ -198,7 +198,7 @@ class _TenantDefaultStorage(LazyObject):
         self._wrapped = cls(**config.get("OPTIONS", {}))
 
 
-_default = _TenantDefaultStorage()
+_default: Any = _TenantDefaultStorage()
 
 
 def _forget_default(*, setting: str, **kwargs: Any) -> None:
@@ -215,12 +215,12 @@ def tenant_default_storage() -> Storage:
     A callable, so a ``FileField(storage=tenant_default_storage)`` in a migration
     names this function rather than a storage object.
     """
-    return _default  # type: ignore[return-value]
+    return _default  # type: ignore[no-any-return]
 
 
 def use_tenant_storage(model: Any) -> None:
     """Give *model*'s file fields that use the default storage the tenant-scoped one."""
     for field in model._meta.local_fields:
         if isinstance(field, FileField) and field.storage is default_storage:
-            field.storage = _default  # type: ignore[assignment]
-            field._storage_callable = tenant_default_storage  # type: ignore[attr-defined]
+            field.storage = _default
+            field._storage_callable = tenant_default_storage

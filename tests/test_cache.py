@@ -78,7 +78,10 @@ def test_make_key_namespaces():
     assert make_key("k", "p", 1) == f"p:{SHARED}:1:k"
     with tenancy.Context(tenant_id="acme"):
         assert make_key("k", "p", 1) == "p:t:acme:1:k"
-        assert make_key("tenancy:default:tenant:acme", "p", 1) == f"p:{SHARED}:1:tenancy:default:tenant:acme"
+        assert (
+            make_key("tenancy:default:tenant:acme", "p", 1)
+            == f"p:{SHARED}:1:tenancy:default:tenant:acme"
+        )
         assert make_key("django.contrib.sessions.cacheabc", "p", 1).startswith(f"p:{SHARED}:")
     with tenancy.Context(tenant_id="default"):
         assert make_key("k", "p", 1) == f"p:{SHARED}:1:k"

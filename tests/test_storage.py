@@ -175,13 +175,17 @@ def test_a_scoped_models_file_field_round_trip(media, tenants):
     assert field.storage is tenant_default_storage()
     assert field.deconstruct()[3]["storage"] is tenant_default_storage
     with tenancy.switch("acme"):
-        row = Attachment.objects.create(title="plan", file=ContentFile(b"acme plan", name="plan.txt"))
+        row = Attachment.objects.create(
+            title="plan", file=ContentFile(b"acme plan", name="plan.txt")
+        )
         assert row.file.name == "attachments/plan.txt"
         assert row.file.url == "/media/tenants/acme/attachments/plan.txt"
     assert (media / "tenants" / "acme" / "attachments" / "plan.txt").read_bytes() == b"acme plan"
     with tenancy.switch("globex"):
         assert not Attachment.objects.exists()
-        other = Attachment.objects.create(title="plan", file=ContentFile(b"globex", name="plan.txt"))
+        other = Attachment.objects.create(
+            title="plan", file=ContentFile(b"globex", name="plan.txt")
+        )
         assert other.file.name == "attachments/plan.txt"
     with tenancy.switch("acme"):
         row = Attachment.objects.get()
