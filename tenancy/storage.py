@@ -215,7 +215,7 @@ def tenant_default_storage() -> Storage:
     A callable, so a ``FileField(storage=tenant_default_storage)`` in a migration
     names this function rather than a storage object.
     """
-    return _default  # type: ignore[no-any-return]
+    return _default
 
 
 def use_tenant_storage(model: Any) -> None:
@@ -223,4 +223,4 @@ def use_tenant_storage(model: Any) -> None:
     for field in model._meta.local_fields:
         if isinstance(field, FileField) and field.storage is default_storage:
             field.storage = _default
-            field._storage_callable = tenant_default_storage
+            field._storage_callable = tenant_default_storage  # type: ignore[attr-defined]
