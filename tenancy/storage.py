@@ -27,15 +27,19 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
 from django.core.signals import setting_changed
 from django.db.models import FileField
+from django.db.models.fields.files import FieldFile, ImageFieldFile
 from django.utils.functional import LazyObject, empty
 from django.utils.module_loading import import_string
 
 from .exceptions import UnsafeFileNameError
+from .guards import row_tenant_bound
 from .ids import describe_rejected
 from .registry import require_tenant_id
 
 __all__ = [
+    "TenantFieldFile",
     "TenantFileSystemStorage",
+    "TenantImageFieldFile",
     "TenantStorageMixin",
     "clean_name",
     "tenant_default_storage",
@@ -218,9 +222,62 @@ def tenant_default_storage() -> Storage:
     return _default
 
 
+class _RowTenantFile:
+    """A scoped row's file, reached in the row's tenant when none is bound (the admin).
+
+    With a tenant bound, that tenant's directory is used, as for any storage call:
+    a row read through ``unscoped`` in another tenant never opens this one's files.
+    """
+
+    instance: Any
+
+    @property
+    def url(self) -> str:
+        with row_tenant_bound(self.instance):
+            return super().url  # type: ignore[misc]
+
+    @property
+    def path(self) -> str:
+        with row_tenant_bound(self.instance):
+            return super().path  # type: ignore[misc]
+
+    @property
+    def size(self) -> int:
+        with row_tenant_bound(self.instance):
+            return super().size  # type: ignore[misc]
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        with row_tenant_bound(self.instance):
+            return super().open(*args, **kwargs)  # type: ignore[misc]
+
+    def save(self, name: str, content: Any, save: bool = True) -> None:
+        with row_tenant_bound(self.instance):
+            super().save(name, content, save)  # type: ignore[misc]
+
+    def delete(self, save: bool = True) -> None:
+        with row_tenant_bound(self.instance):
+            super().delete(save)  # type: ignore[misc]
+
+
+class TenantFieldFile(_RowTenantFile, FieldFile):
+    """The ``FieldFile`` of scoped models' ``FileField``s."""
+
+
+class TenantImageFieldFile(_RowTenantFile, ImageFieldFile):
+    """The ``ImageFieldFile`` of scoped models' ``ImageField``s."""
+
+
+_FILE_CLASSES = {FieldFile: TenantFieldFile, ImageFieldFile: TenantImageFieldFile}
+
+
 def use_tenant_storage(model: Any) -> None:
-    """Give *model*'s file fields that use the default storage the tenant-scoped one."""
+    """Give *model*'s file fields that use the default storage the tenant-scoped one.
+
+    Their files are then reached in the row's tenant when no tenant is bound
+    (:class:`TenantFieldFile`), so the admin shows and serves them.
+    """
     for field in model._meta.local_fields:
         if isinstance(field, FileField) and field.storage is default_storage:
             field.storage = _default
             field._storage_callable = tenant_default_storage  # type: ignore[attr-defined]
+            field.attr_class = _FILE_CLASSES.get(field.attr_class, field.attr_class)

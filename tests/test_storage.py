@@ -194,8 +194,17 @@ def test_a_scoped_models_file_field_round_trip(media, tenants):
         row.file.delete(save=False)
     assert not (media / "tenants" / "acme" / "attachments" / "plan.txt").exists()
     assert (media / "tenants" / "globex" / "attachments" / "plan.txt").exists()
+    # Outside any tenant (the admin), a row's file is reached in the row's tenant.
+    globex_row = Attachment.unscoped.get(tenant_id="globex")
+    assert globex_row.file.url == "/media/tenants/globex/attachments/plan.txt"
+    with globex_row.file.open("rb") as handle:
+        assert handle.read() == b"globex"
+    assert tenancy.get_context() is None or not tenancy.get_context().variables
+    # Inside another tenant, it never is: that tenant's directory is used.
+    with tenancy.switch("acme"), pytest.raises(FileNotFoundError):
+        Attachment.unscoped.get(tenant_id="globex").file.open("rb")
     with pytest.raises(TenantRequiredError):
-        Attachment.unscoped.get(tenant_id="globex").file.open()
+        tenant_default_storage().open("attachments/plan.txt")
 
 
 def test_default_storage_follows_settings(tmp_path, acme):
