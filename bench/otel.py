@@ -121,7 +121,8 @@ def run(rounds: int, ref: str = "main") -> list[report.Check]:
     report.line("", "  median µs   ± half IQR")
     report.line("the middleware now (vs no middleware)", _us(cost))
     report.line(f"{ref!r} against itself (the noise floor)", _us(noise))
-    report.line(f"now against {ref!r} (the hook, package absent)", _us(hook))
+    state = "present, no span" if otel.AVAILABLE else "package absent"
+    report.line(f"now against {ref!r} (the hook, {state})", _us(hook))
     if otel.AVAILABLE:
         from opentelemetry.sdk.trace import TracerProvider
 

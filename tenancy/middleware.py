@@ -46,7 +46,7 @@ from .ids import (
     is_valid_request_id,
 )
 from .otel import AVAILABLE as _OTEL
-from .otel import annotate_span
+from .otel import recording_span, set_attributes
 from .registry import tenant_context
 from .request import denial_code, meta_key, note_denial
 from .resolvers import TenantResolver
@@ -314,10 +314,14 @@ def _finish(
 
 def _annotate(request: HttpRequest, values: Values) -> None:
     """Put the request's tenant, request id, user and refusal on its current span."""
+    span = recording_span()
+    if span is None:  # nothing is made for a span that records nothing
+        return
     user_id = get_current_user_id()
     if user_id is None:
         user_id = _authenticated_user_id(request)
-    annotate_span(
+    set_attributes(
+        span,
         {
             "tenant_id": values.get("tenant_id"),
             "request_id": values["request_id"],

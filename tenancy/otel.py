@@ -38,6 +38,8 @@ __all__ = [
     "annotate_span",
     "baggage_allowed",
     "baggage_header",
+    "recording_span",
+    "set_attributes",
 ]
 
 #: True when ``opentelemetry-api`` is importable.
@@ -57,14 +59,25 @@ def annotate_span(values: Mapping[str, Any] | None = None, code: str | None = No
     may be missing); by default the current context. ``None`` values are left
     out; user ids are set as strings. Does nothing without ``opentelemetry-api``.
     """
-    if _trace is None:
-        return
-    span = _trace.get_current_span()
-    if not span.is_recording():
+    span = recording_span()
+    if span is None:
         return
     if values is None:
         ctx = get_context()
         values = {} if ctx is None else ctx.variables
+    set_attributes(span, values, code)
+
+
+def recording_span() -> Any:
+    """Return the current span if it is recording, else ``None`` (also without the package)."""
+    if _trace is None:
+        return None
+    span = _trace.get_current_span()
+    return span if span.is_recording() else None
+
+
+def set_attributes(span: Any, values: Mapping[str, Any], code: str | None = None) -> None:
+    """Set *values*' ids and the refusal *code* on *span* (see :func:`annotate_span`)."""
     attributes = {}
     for key, attribute in ATTRIBUTES:
         value = values.get(key)
