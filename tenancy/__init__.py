@@ -33,6 +33,7 @@ from .current import (
     set_current_user_id,
 )
 from .exceptions import (
+    CacheClearUnsupportedError,
     InvalidContextIdError,
     InvalidTenantIdError,
     ServiceError,
@@ -44,6 +45,7 @@ from .exceptions import (
     TenantInUseError,
     TenantNotRegisteredError,
     TenantRequiredError,
+    UnsafeFileNameError,
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
 
@@ -113,6 +115,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CacheClearUnsupportedError",
     "Context",
     "InvalidContextIdError",
     "InvalidTenantIdError",
@@ -128,6 +131,7 @@ __all__ = [
     "TenantInfo",
     "TenantNotRegisteredError",
     "TenantRequiredError",
+    "UnsafeFileNameError",
     "__version__",
     "activate_tenant",
     "aswitch",

@@ -116,7 +116,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     "tenancy.E006",
                 )
             )
-    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH"):
+    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH", "BAGGAGE"):
         if not isinstance(conf[key], bool):
             errors.append(
                 _error(
@@ -143,6 +143,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     "tenancy.E008",
                 )
             )
+    for key in ("CACHE_SHARED_PREFIXES", "BAGGAGE_HOSTS"):
+        value = conf[key]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) and item for item in value
+        ):
+            errors.append(
+                _error(
+                    f"TENANCY[{key!r}] must be a list of non-empty strings.",
+                    f"The default is {DEFAULTS[key]!r}.",
+                    "tenancy.E013",
+                )
+            )
+    errors.extend(_baggage_warnings(conf))
     logger_name = conf["ACCESS_LOGGER"]
     if not isinstance(logger_name, str) or not logger_name:
         errors.append(
@@ -154,6 +167,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+def _baggage_warnings(conf: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Baggage on, but sent nowhere (no host) or everywhere (``*``)."""
+    hosts = conf["BAGGAGE_HOSTS"]
+    if conf["BAGGAGE"] is not True or not isinstance(hosts, (list, tuple)):
+        return []
+    if not hosts:
+        return [
+            checks.Warning(
+                "TENANCY['BAGGAGE'] is on but TENANCY['BAGGAGE_HOSTS'] is empty: no outgoing "
+                "call carries the tenant in its baggage header.",
+                hint="List the hosts that may receive it, e.g. ['billing.internal', "
+                "'.svc.cluster.local'], or turn BAGGAGE off.",
+                id="tenancy.W004",
+            )
+        ]
+    if "*" in hosts:
+        return [
+            checks.Warning(
+                "TENANCY['BAGGAGE_HOSTS'] contains '*': every outgoing call, to any host, "
+                "carries the tenant id in its baggage header.",
+                hint="Name your own services instead ('billing.internal', '.internal').",
+                id="tenancy.W005",
+            )
+        ]
+    return []
 
 
 _MIDDLEWARE = "tenancy.middleware.TenantContextMiddleware"

@@ -53,6 +53,11 @@ def test_default_settings_pass():
             },
             ["tenancy.E012"],
         ),
+        ({"BAGGAGE": "yes", "BAGGAGE_HOSTS": ["billing.internal"]}, ["tenancy.E011"]),
+        ({"BAGGAGE_HOSTS": "billing.internal"}, ["tenancy.E013"]),
+        ({"CACHE_SHARED_PREFIXES": [""]}, ["tenancy.E013"]),
+        ({"BAGGAGE": True}, ["tenancy.W004"]),
+        ({"BAGGAGE": True, "BAGGAGE_HOSTS": ["*"]}, ["tenancy.W005"]),
     ],
 )
 def test_misconfiguration_is_reported_by_a_check(tenancy, expected):

@@ -13,6 +13,7 @@ from ..conf import tenancy_settings
 from ..ids import TENANT_ID_MAX_LENGTH
 from ..managers import TenantScopedManager, UnscopedManager
 from ..related import install_scoped_descriptors
+from ..storage import use_tenant_storage
 from .tenants import Tenant, TenantMembership
 
 __all__ = [
@@ -128,6 +129,16 @@ def _unscoped_base_manager(sender: type[models.Model], **kwargs: Any) -> None:
 
 
 class_prepared.connect(_unscoped_base_manager, dispatch_uid="tenancy.unscoped_base_manager")
+
+
+def _tenant_file_storage(sender: type[models.Model], **kwargs: Any) -> None:
+    # A scoped row's files are the tenant's too: file fields left on the default
+    # storage get its tenant-scoped form (tenancy.storage), with no code in the model.
+    if getattr(sender, "tenant_scoped", False) is True:
+        use_tenant_storage(sender)
+
+
+class_prepared.connect(_tenant_file_storage, dispatch_uid="tenancy.tenant_file_storage")
 
 
 class TenantStatsBucket(models.Model):
