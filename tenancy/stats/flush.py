@@ -23,15 +23,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 from ..conf import tenancy_settings
 from .counters import Pending, counters
+from .upsert import add_counts
 
 __all__ = [
     "FlushScheduler",
@@ -90,69 +90,45 @@ def read_consistently(read: Callable[[], T]) -> tuple[T, dict[tuple[str, int], P
         return read(), pending
 
 
-def write_pending(pending: dict[tuple[str, int], Pending], *, using: str) -> int:
-    """Add *pending* to the buckets in one transaction; return how many were written."""
-    from ..models import Tenant, TenantStatsBucket
+def write_pending(
+    pending: dict[tuple[str, int], Pending], *, using: str, batch: tuple[str, int] | None = None
+) -> int:
+    """Add *pending* to the buckets in one transaction; return how many were written.
 
-    tenants = Tenant.objects.using(using).filter(
-        tenant_id__in=sorted({tenant_id for tenant_id, _ in pending})
-    )
-    features = connections[using].features
-    lock = features.has_select_for_update
-    if not lock:
-        # SQLite: read before the transaction, so that its first statement is a
-        # write. A read first makes a busy database fail at once ("database is
-        # locked") where a write first waits for the other writer.
-        known = set(tenants.values_list("tenant_id", flat=True))
-    written = dropped = 0
+    The buckets are written in a constant number of statements (see
+    :mod:`tenancy.stats.upsert`). With *batch* (a shared batch's ``(epoch, seq)``)
+    the batch is recorded in the same transaction, and a batch recorded
+    already writes nothing and returns 0: folding it again adds nothing.
+    """
+    from ..models import TenantStatsBucket
+
     with transaction.atomic(using=using):
-        if lock:
-            # Keeps the tenants from being deleted before commit (foreign keys
-            # may be checked only then); ordered, so flushers never deadlock.
-            locked = tenants.order_by("tenant_id").select_for_update(
-                no_key=features.has_select_for_no_key_update
-            )
-            known = set(locked.values_list("tenant_id", flat=True))
-        for (tenant_id, hour), counts in sorted(pending.items()):
-            if tenant_id not in known:
-                dropped += 1
-                continue
-            _add(TenantStatsBucket, using, tenant_id, hour, counts)
-            written += 1
-    if dropped:
-        logger.info("Dropped %d statistics buckets of deleted tenants.", dropped)
+        if batch is not None and not _record_batch(batch, using):
+            return 0
+        written = add_counts(TenantStatsBucket, pending, using=using)
+    if written < len(pending):
+        logger.info("Dropped %d statistics buckets of deleted tenants.", len(pending) - written)
     return written
 
 
-def _add(model: Any, using: str, tenant_id: str, hour: int, counts: Pending) -> None:
-    hour_start = datetime.fromtimestamp(hour, tz=UTC)
-    last = datetime.fromtimestamp(counts.last_activity, tz=UTC) if counts.last_activity else None
-    bucket = model.objects.using(using).filter(tenant_id=tenant_id, hour=hour_start)
-    changes: dict[str, Any] = {
-        "switches": F("switches") + counts.switches,
-        "requests": F("requests") + counts.requests,
-        "denied_requests": F("denied_requests") + counts.denied_requests,
-    }
-    if last is not None:
-        value = Value(last, output_field=DateTimeField())
-        changes["last_activity"] = Greatest(Coalesce("last_activity", value), value)
-    if bucket.update(**changes):
-        return
+#: How long a folded batch is remembered: far longer than any claim is retried after.
+BATCH_RETENTION = timedelta(days=1)
+
+
+def _record_batch(batch: tuple[str, int], using: str) -> bool:
+    """Record *batch* as folded; False when it was already (by this or another process)."""
+    from ..models import TenantStatsBatch
+
+    epoch, seq = batch
+    now = timezone.now()
+    batches = TenantStatsBatch.objects.using(using)
     try:
-        with transaction.atomic(using=using):  # a savepoint: a failed insert spares the rest
-            model.objects.using(using).create(
-                tenant_id=tenant_id,
-                hour=hour_start,
-                switches=counts.switches,
-                requests=counts.requests,
-                denied_requests=counts.denied_requests,
-                last_activity=last,
-            )
+        with transaction.atomic(using=using):  # a savepoint: a duplicate spares the transaction
+            batches.create(epoch=epoch, seq=seq, applied_at=now)
     except IntegrityError:
-        # Another process created this bucket since our update: add to theirs.
-        # No bucket even now means the insert failed for another reason.
-        if not bucket.update(**changes):
-            raise
+        return False
+    batches.filter(applied_at__lt=now - BATCH_RETENTION).delete()
+    return True
 
 
 def _in_event_loop() -> bool:
