@@ -29,9 +29,15 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 300,
     "CACHE_KEY_PREFIX": "tenancy",
-    # Statistics: counters are flushed to the database at most this often (seconds).
+    # Statistics: counters are flushed to the database this often (seconds). Without
+    # a shared cache, a process killed with SIGKILL loses at most this interval's counts.
     "STATS_ENABLED": True,
-    "STATS_FLUSH_INTERVAL": 10,
+    "STATS_FLUSH_INTERVAL": 1,
+    # Keep counts in Redis as they happen (one Lua call per request), so a killed
+    # process loses none: None = on when the STATS_CACHE_ALIAS cache is Redis.
+    "STATS_SHARED": None,
+    # The cache holding the shared counts; None = CACHE_ALIAS.
+    "STATS_CACHE_ALIAS": None,
     # Flush without being asked: at the end of requests when due, from a daemon
     # thread every STATS_FLUSH_INTERVAL seconds, and at interpreter exit. Turn it
     # off where you call tenancy.stats.flush.flush_stats() yourself (test suites).

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 import tenancy
 from tenancy.models import TenantStatsBucket
 from tenancy.stats.counters import Pending, counters
-from tenancy.stats.flush import flush_stats, scheduler, write_pending
+from tenancy.stats.flush import flush_stats, read_consistently, scheduler, write_pending
 from tenancy.stats.report import tenant_usage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +106,8 @@ def test_many_switches_make_one_write_per_bucket(tenants):
             pass
     with CaptureQueriesContext(connection) as queries:
         flush_stats()
-    writes = [q for q in queries if q["sql"].lstrip().startswith(("INSERT", "UPDATE"))]
-    assert len(writes) == 1  # one upsert
+    writes = [q["sql"] for q in queries if q["sql"].lstrip().startswith(("INSERT", "UPDATE"))]
+    assert len([sql for sql in writes if "tenantstatsbucket" in sql]) == 1  # one upsert
     assert totals("acme")["switches"] == 200
 
 
@@ -132,7 +132,8 @@ def test_a_failed_write_changes_nothing_and_keeps_the_counts(tenants):
     with pytest.raises(IntegrityError):
         flush_stats()
     assert totals("acme")["switches"] == 5  # the whole batch was rolled back
-    assert counters.peek_pending() == bad  # and nothing was lost
+    # and nothing was lost: still in this process, or in the shared cache if there is one
+    assert read_consistently(lambda: None)[1] == bad
 
 
 @pytest.mark.django_db(transaction=True)

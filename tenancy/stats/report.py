@@ -130,7 +130,7 @@ def tenant_usage(queryset: QuerySet[Any] | None = None) -> list[TenantUsage]:
     from ..models import Tenant
 
     rows = annotate_usage(Tenant.objects.all() if queryset is None else queryset)
-    tenants, pending = read_consistently(lambda: list(rows))
+    tenants, pending = read_consistently(lambda: list(rows.all()))
     extra = pending_by_tenant(pending)
     return [usage_of(tenant, extra.get(tenant.tenant_id)) for tenant in tenants]
 
@@ -157,7 +157,7 @@ def hourly_usage(hours: int = 24, *, now: datetime | None = None) -> list[HourUs
         .values("hour")
         .annotate(s=Sum("switches"), r=Sum("requests"), d=Sum("denied_requests"))
     )
-    stored, pending = read_consistently(lambda: list(rows))
+    stored, pending = read_consistently(lambda: list(rows.all()))
     sums: defaultdict[datetime, Pending] = defaultdict(Pending)
     for row in stored:
         sums[row["hour"].astimezone(UTC)].add(Pending(row["s"], row["r"], row["d"]))

@@ -80,6 +80,7 @@ def add_counts(model: Any, pending: dict[tuple[str, int], Pending], *, using: st
         ),
     }
     adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any]
     if connection.vendor == "postgresql":
         columns: list[list[Any]] = [[], [], [], [], [], []]
         for (tenant_id, hour), counts in rows:
