@@ -56,7 +56,6 @@ if TYPE_CHECKING:
         aswitch,
         deactivate_tenant,
         get_current_tenant,
-        get_stats,
         get_tenant,
         is_tenant_active,
         is_tenant_registered,
@@ -68,6 +67,7 @@ if TYPE_CHECKING:
         unregister_tenant,
     )
     from .state import TenantInfo
+    from .stats.report import get_stats
 
 __version__ = "0.1.0"
 
@@ -77,7 +77,6 @@ _REGISTRY = (
     "aswitch",
     "deactivate_tenant",
     "get_current_tenant",
-    "get_stats",
     "get_tenant",
     "is_tenant_active",
     "is_tenant_registered",
@@ -93,6 +92,7 @@ _LAZY = {
     "Context": "tenancy.context",
     "TenantInfo": "tenancy.state",
     "with_context": "tenancy.decorators",
+    "get_stats": "tenancy.stats.report",
     **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
 
