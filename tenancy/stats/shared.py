@@ -248,6 +248,11 @@ class SharedCounts:
             self._resolve()
         return self._client is not None
 
+    def _script(self, name: str) -> Any:
+        if not self._resolved:
+            self._resolve()
+        return self._scripts[name]
+
     def _base_keys(self) -> list[str]:
         k = self._keys
         return [k["hours"], k["seq"], k["claims"], k["epoch"]]
@@ -256,6 +261,7 @@ class SharedCounts:
         """Add *pending* to the shared hour hashes, in one Lua call (raises on a Redis error)."""
         if not pending:
             return
+        script = self._script("add")
         keys = [self._keys["hours"]]
         index: dict[int, int] = {}
         args: list[Any] = []
@@ -271,11 +277,11 @@ class SharedCounts:
                 counts.denied_requests,
                 repr(counts.last_activity),
             ]
-        self._scripts["add"](keys=keys, args=args)
+        script(keys=keys, args=args)
 
     def claim(self) -> list[Batch]:
         """Claim every count not claimed yet, and batches whose lease ran out; read them."""
-        reply = self._scripts["claim"](
+        reply = self._script("claim")(
             keys=self._base_keys(), args=[time.time(), secrets.token_hex(8), CLAIM_LEASE]
         )
         epoch = _text(reply[0])
@@ -306,13 +312,11 @@ class SharedCounts:
 
     def release(self, batch: Batch) -> None:
         """End the lease of a batch whose write failed: the next flush, anywhere, retries it."""
-        self._scripts["release"](
-            keys=[self._keys["claims"]], args=[batch.seq, " ".join(batch.keys)]
-        )
+        self._script("release")(keys=[self._keys["claims"]], args=[batch.seq, " ".join(batch.keys)])
 
     def snapshot(self) -> Snapshot:
         """Read every count in Redis, claimed or not, in one atomic call."""
-        epoch, seq, live, claimed = self._scripts["snapshot"](
+        epoch, seq, live, claimed = self._script("snapshot")(
             keys=self._base_keys(), args=[secrets.token_hex(8)]
         )
         result = Snapshot(_text(epoch), int(_text(seq)), {}, {})
