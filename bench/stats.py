@@ -82,7 +82,6 @@ def bench_request() -> None:
 
     import tenancy
     from tenancy.stats.flush import flush_stats, scheduler
-    from tenancy.stats.shared import shared_counts
 
     if "redis" not in settings.CACHES:
         print("request: skipped (set CACHE_URL=redis://...)")
