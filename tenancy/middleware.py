@@ -50,7 +50,7 @@ from .request import meta_key
 from .resolvers import TenantResolver
 from .state import TenantInfo
 from .stats.counters import counters
-from .stats.flush import aflush_if_due, flush_if_due
+from .stats.flush import flush_if_due
 
 __all__ = ["TenantContextMiddleware"]
 
@@ -138,7 +138,6 @@ class TenantContextMiddleware:
             else:
                 response = response_for_exception(request, failure)
             _finish(request, response, started, plan, values, info, error)
-            flush_if_due()
         finally:
             request._tenancy_frame = False  # type: ignore[attr-defined]
             _reset(token)
@@ -158,7 +157,6 @@ class TenantContextMiddleware:
                     request, failure
                 )
             _finish(request, response, started, plan, values, info, error)
-            await aflush_if_due()
         finally:
             request._tenancy_frame = False  # type: ignore[attr-defined]
             _reset(token)
@@ -306,6 +304,7 @@ def _finish(
             counters.request_done(info.tenant_id, denied=status == 403)
         elif isinstance(error, TenantInactiveError) and error.tenant_id:
             counters.request_done(error.tenant_id, denied=True)
+    flush_if_due()
 
 
 # The characters escape_uri_path() leaves as they are.

@@ -28,7 +28,6 @@ from contextlib import nullcontext
 from datetime import timedelta
 from typing import TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -40,7 +39,6 @@ from .upsert import add_counts
 
 __all__ = [
     "FlushScheduler",
-    "aflush_if_due",
     "flush_if_due",
     "flush_stats",
     "push_counts",
@@ -363,18 +361,11 @@ def flush_if_due() -> None:
     Called by the middleware at the end of each request: one clock read when
     not due. When due, sync code writes at once; code running in an event loop
     hands the write to the background flusher thread instead. With a shared
-    cache, the request's counts are first added to it (one Lua call), so that
-    a process killed after answering loses none of them.
+    cache, the request's counts are first added to it (one Lua call, made
+    where the request runs, on the event loop under ASGI as the shared tenant
+    lookup is), so that a process killed after answering loses none of them.
     """
     if _push_each_request():
         push_counts()
-    if _monotonic() >= scheduler.next_due:
-        scheduler.run_due()
-
-
-async def aflush_if_due() -> None:
-    """:func:`flush_if_due` for the event loop: the shared-cache write runs in a thread."""
-    if _push_each_request():
-        await sync_to_async(push_counts, thread_sensitive=False)()
     if _monotonic() >= scheduler.next_due:
         scheduler.run_due()
