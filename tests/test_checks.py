@@ -40,6 +40,8 @@ def test_default_settings_pass():
         ({"STATS_FLUSH_INTERVAL": "10"}, ["tenancy.E006"]),
         ({"RUNTIME_DEFAULTS": None}, ["tenancy.E007"]),
         ({"MEMORY_MAX_INSTANCES": 0}, ["tenancy.E008"]),
+        ({"STATS_CACHE_ALIAS": "nope"}, ["tenancy.E013"]),
+        ({"STATS_SHARED": "yes"}, ["tenancy.E014"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
         ({"RESOLVERS": [123]}, ["tenancy.E004"]),
         ({"RESOLVERS": ["tenancy.resolvers.SubdomainResolver"]}, ["tenancy.E012"]),
