@@ -17,6 +17,7 @@ The keys share one Redis Cluster hash tag: ``{<prefix>:stats}``.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -212,8 +213,13 @@ class SharedCounts:
             wanted = tenancy_settings.STATS_SHARED
             client = None
             if wanted is not False:
-                cache = caches[alias]
-                client = _redis_client(cache)
+                try:
+                    cache = caches[alias]
+                except Exception:
+                    if wanted:
+                        raise
+                    cache = None  # check tenancy.E013 names the alias; count locally meanwhile
+                client = _redis_client(cache) if cache is not None else None
                 if client is None and wanted:
                     from django.core.exceptions import ImproperlyConfigured
 
@@ -222,7 +228,12 @@ class SharedCounts:
                         "set STATS_CACHE_ALIAS to a Redis cache alias."
                     )
                 prefix = ":".join(
-                    part for part in (cache.key_prefix, tenancy_settings.CACHE_KEY_PREFIX) if part
+                    part
+                    for part in (
+                        getattr(cache, "key_prefix", ""),
+                        tenancy_settings.CACHE_KEY_PREFIX,
+                    )
+                    if part
                 )
                 tag = f"{{{prefix}:stats}}"
                 self._keys = {name: f"{tag}:{name}" for name in ("hours", "seq", "claims", "epoch")}
@@ -342,6 +353,9 @@ class SharedCounts:
 
 
 shared_counts = SharedCounts()
+if hasattr(os, "register_at_fork"):
+    # The lock may have been held at fork time; redis-py reconnects in the child by itself.
+    os.register_at_fork(after_in_child=lambda: setattr(shared_counts, "_lock", threading.Lock()))
 
 
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
