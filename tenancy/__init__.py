@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         tenant_context,
         unregister_tenant,
     )
+    from .rls import bypass_rls
     from .state import TenantInfo
     from .stats.report import get_stats
 
@@ -92,6 +93,7 @@ _LAZY = {
     "Context": "tenancy.context",
     "TenantInfo": "tenancy.state",
     "with_context": "tenancy.decorators",
+    "bypass_rls": "tenancy.rls",
     "get_stats": "tenancy.stats.report",
     **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
@@ -129,6 +131,7 @@ __all__ = [
     "__version__",
     "activate_tenant",
     "aswitch",
+    "bypass_rls",
     "clear_context",
     "deactivate_tenant",
     "get_context",
