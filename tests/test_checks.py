@@ -43,6 +43,8 @@ def test_default_settings_pass():
         ({"LOCAL_CACHE_SIZE": 0}, ["tenancy.E008"]),
         ({"LOCAL_CACHE_SIZE": 1.5}, ["tenancy.E008"]),
         ({"STATE_RECHECK_INTERVAL": 0}, ["tenancy.E006"]),
+        ({"STATS_CACHE_ALIAS": "nope"}, ["tenancy.E015"]),
+        ({"STATS_SHARED": "yes"}, ["tenancy.E016"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
         ({"RESOLVERS": [123]}, ["tenancy.E004"]),
         ({"RESOLVERS": ["tenancy.resolvers.SubdomainResolver"]}, ["tenancy.E012"]),
