@@ -80,7 +80,7 @@ def test_stats_json_sums_every_process(tenants):
     assert (acme["switches"], acme["requests"], acme["denied_requests"]) == (6, 4, 1)
     assert [h["switches"] for h in data["hourly"]] == [0, 5, 1]
     text = run("stats")
-    assert "2 tenants (2 active): 6 switches, 4 requests, 1 denied." in text
+    assert "2 tenants (2 active); last 30 days: 6 switches, 4 requests, 1 denied." in text
     assert any(line.startswith("acme ") and " 6 " in line for line in text.splitlines())
 
 

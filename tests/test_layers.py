@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "db.*",
         ],
     ),
-    ("statistics", ["stats.flush", "stats.report"]),
+    ("statistics", ["stats.rollup", "stats.flush", "stats.report"]),
     (
         "services",
         [

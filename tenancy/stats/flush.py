@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce, Greatest
 
 from ..conf import tenancy_settings
 from .counters import Pending, counters
+from .rollup import roll_up
 
 __all__ = [
     "FlushScheduler",
@@ -119,6 +120,7 @@ def write_pending(pending: dict[tuple[str, int], Pending], *, using: str) -> int
                 continue
             _add(TenantStatsBucket, using, tenant_id, hour, counts)
             written += 1
+        roll_up({key: c for key, c in pending.items() if key[0] in known}, using=using)
     if dropped:
         logger.info("Dropped %d statistics buckets of deleted tenants.", dropped)
     return written
