@@ -165,3 +165,68 @@ def test_chart_bars_are_proportional_and_inside_the_plot():
         assert layout["left"] <= bar["x"] and bar["x"] + bar["width"] <= layout["right"] + 0.1
         assert bar["y"] + bar["height"] == pytest.approx(layout["baseline"], abs=0.1)
     assert [label["text"] for label in layout["x_labels"]][:3] == ["00:00", "03:00", "06:00"]
+
+
+@pytest.fixture
+def ranked(db):
+    """25 tenants with 1..25 switches in this hour (tenant r25 the busiest)."""
+    for i in range(1, 26):
+        tenancy.register_tenant(f"r{i:02d}", f"Ranked {i}")
+    write_pending(
+        {(f"r{i:02d}", HOUR): Pending(i, 30 - i, 0, HOUR + i) for i in range(1, 26)},
+        using="default",
+    )
+
+
+def ranking(html: str) -> list[str]:
+    return re.findall(r'<tr data-tenant="([^"]+)">', html)
+
+
+@pytest.mark.django_db
+def test_ranking_is_paginated_and_sorted_top_first(admin_client, ranked, monkeypatch):
+    monkeypatch.setattr("tenancy.admin.dashboard.PER_PAGE", 10)
+    first = admin_client.get(URL).content.decode()
+    assert ranking(first) == [f"r{i:02d}" for i in range(25, 15, -1)]
+    assert "Page 1 of 3" in first
+    third = admin_client.get(URL + "?p=3").content.decode()
+    assert ranking(third) == [f"r{i:02d}" for i in range(5, 0, -1)]
+    by_requests = admin_client.get(URL + "?o=requests").content.decode()
+    assert ranking(by_requests)[:2] == ["r01", "r02"]
+    by_activity = admin_client.get(URL + "?o=last_activity&window=7d").content.decode()
+    assert ranking(by_activity)[0] == "r25"
+
+
+@pytest.mark.django_db
+def test_pages_and_windows_cost_the_same_queries(admin_client, ranked, monkeypatch):
+    monkeypatch.setattr("tenancy.admin.dashboard.PER_PAGE", 10)
+
+    def count(query: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(URL + query).status_code == 200
+        return len(queries)
+
+    assert count("") == count("?p=3") == count("?window=30d&o=requests&p=2")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["?window=1y", "?o=name", "?p=0", "?p=-1", "?p=abc", "?p=99", "?p=" + "9" * 30, "?x=<b>"],
+)
+def test_bad_query_is_a_400_with_a_stable_code(admin_client, ranked, query):
+    response = admin_client.get(URL + query, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_statistics_query"
+    html = admin_client.get(URL + query)
+    assert html.status_code == 400
+    assert 'data-code="invalid_statistics_query"' in html.content.decode()
+    assert "<b>" not in html.content.decode().split('id="content-main"')[1]
+
+
+@pytest.mark.django_db
+def test_legend_and_bars_share_their_css_classes(admin_client, activity):
+    html = admin_client.get(URL).content.decode()
+    for css in ("tenancy-series-switches", "tenancy-series-requests", "tenancy-series-denied"):
+        assert f'class="tenancy-swatch {css}"' in html
+        assert f'class="tenancy-bar {css}"' in html
+    assert "background:" not in html.split('class="tenancy-legend"')[1].split("</h2>")[0]

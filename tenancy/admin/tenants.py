@@ -83,6 +83,7 @@ class TenantAdmin(admin.ModelAdmin):
         "last_activity",
     ]
     list_display_links = ["tenant_id", "name"]
+    list_per_page = 50
     list_filter = ["active", ActivityListFilter, "created_at"]
     search_fields = ["tenant_id", "name"]
     ordering = ["tenant_id"]
