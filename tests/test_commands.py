@@ -243,3 +243,15 @@ def test_list_tenants_pages_and_iter_tenants_streams(population):
 
     chunks = list(tenant_context.iter_tenants(active=True, chunk_size=2))
     assert [t.tenant_id for t in chunks] == ["t1", "t3", "t5"]
+
+
+@pytest.mark.django_db
+def test_the_paging_example_of_docs_admin_runs(population):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "admin.md").read_text()
+    block = next(b for b in text.split("```python\n")[1:] if "iter_tenants" in b).split("```")[0]
+    namespace: dict = {"__name__": "docs"}
+    exec(compile(block, "docs/admin.md", "exec"), namespace)
+    assert [t.tenant_id for t in namespace["first_page"]] == ["t1", "t2", "t3", "t4", "t5"]
+    assert namespace["inactive"] == ["t2", "t4"]
