@@ -250,7 +250,8 @@ def test_the_paging_example_of_docs_admin_runs(population):
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "admin.md").read_text()
-    block = next(b for b in text.split("```python\n")[1:] if "iter_tenants" in b).split("```")[0]
+    blocks = [b.split("```")[0] for b in text.split("```python\n")[1:]]
+    block = next(b for b in blocks if "iter_tenants" in b)
     namespace: dict = {"__name__": "docs"}
     exec(compile(block, "docs/admin.md", "exec"), namespace)
     assert [t.tenant_id for t in namespace["first_page"]] == ["t1", "t2", "t3", "t4", "t5"]
