@@ -122,7 +122,8 @@ def populate(size: int) -> None:
             "tenancy_tenantmembership, tenancy_tenant CASCADE"
         )
         c.execute(
-            "INSERT INTO tenancy_tenant (tenant_id, name, active, metadata, created_at, updated_at) "
+            "INSERT INTO tenancy_tenant "
+            "(tenant_id, name, active, metadata, created_at, updated_at) "
             "SELECT 't' || lpad(i::text, 6, '0'), 'Tenant ' || i, i %% 10 <> 0, '{}', now(), now() "
             "FROM generate_series(1, %s) i",
             [size],
@@ -146,7 +147,8 @@ def populate(size: int) -> None:
             [HOURS - 1],
         )
         c.execute(
-            "INSERT INTO tenancy_tenantstatsday (tenant_id, day, switches, requests, denied_requests) "
+            "INSERT INTO tenancy_tenantstatsday "
+            "(tenant_id, day, switches, requests, denied_requests) "
             "SELECT tenant_id, (hour AT TIME ZONE 'UTC')::date, sum(switches), sum(requests), "
             "sum(denied_requests) FROM tenancy_tenantstatsbucket GROUP BY 1, 2"
         )
@@ -191,10 +193,9 @@ def warm_switch(size: int, alias: str) -> tuple[float, int]:
     from django.test.utils import CaptureQueriesContext
 
     import tenancy
+    from tenancy.models import Tenant
     from tenancy.registry import reset_all_caches
     from tenancy.stats.counters import counters
-
-    from tenancy.models import Tenant
 
     active = Tenant.objects.filter(active=True).order_by("tenant_id")
     hot = list(active.values_list("tenant_id", flat=True)[:HOT_SET])

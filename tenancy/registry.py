@@ -445,7 +445,9 @@ class TenantContext:
             rows = rows.filter(active=active)
         after = None
         while True:
-            page = list(rows.filter(tenant_id__gt=after)[:chunk_size] if after else rows[:chunk_size])
+            page = list(
+                rows.filter(tenant_id__gt=after)[:chunk_size] if after else rows[:chunk_size]
+            )
             for tenant in page:
                 yield TenantInfo.from_model(tenant)
             if len(page) < chunk_size:

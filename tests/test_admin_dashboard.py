@@ -13,8 +13,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import tenancy
-from tenancy.models import Tenant
 from tenancy.admin.dashboard import _nice_ceiling, chart_layout
+from tenancy.models import Tenant
 from tenancy.stats.counters import Pending, counters
 from tenancy.stats.flush import write_pending
 from tenancy.stats.report import HourUsage

@@ -118,7 +118,9 @@ def chart_layout(hours: list[HourUsage], *, width: int = 760, height: int = 260)
                 }
             )
         if i % step == 0:
-            labels.append({"x": round(left + (i + 0.5) * slot, 1), "text": local.strftime(label_format)})
+            labels.append(
+                {"x": round(left + (i + 0.5) * slot, 1), "text": local.strftime(label_format)}
+            )
     ticks = [
         {"y": round(top + plot_h - k / 4 * plot_h, 1), "value": y_max * k // 4} for k in range(5)
     ]

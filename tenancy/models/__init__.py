@@ -211,9 +211,7 @@ class TenantStatsWindow(models.Model):
     since = models.DateField(_("since"))
     switches = models.PositiveBigIntegerField(_("switches"), default=0, db_index=True)
     requests = models.PositiveBigIntegerField(_("requests"), default=0, db_index=True)
-    denied_requests = models.PositiveBigIntegerField(
-        _("denied requests"), default=0, db_index=True
-    )
+    denied_requests = models.PositiveBigIntegerField(_("denied requests"), default=0, db_index=True)
     #: The last switch or served request, at any time (not only within the window).
     last_activity = models.DateTimeField(_("last activity"), null=True, db_index=True)
     #: The last denied request, kept apart: a refused request is not activity.

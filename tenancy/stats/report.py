@@ -16,7 +16,7 @@ that no count is seen twice or missed (:func:`tenancy.stats.flush.read_consisten
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,7 +130,7 @@ def _members(tenant_ids: list[str]) -> dict[str, int]:
         .values("tenant_id")
         .annotate(n=Count("pk"))
     )
-    return {row["tenant_id"]: row["n"] for row in rows}
+    return {str(row["tenant_id"]): int(row["n"]) for row in rows}
 
 
 def _usage_of(tenant: Any, members: int, extra: Pending | None) -> TenantUsage:
@@ -159,7 +159,9 @@ def _has_window(tenant: Any) -> bool:
     return True
 
 
-def page_usage(tenants: Iterable[Any], pending: dict[tuple[str, int], Pending]) -> list[TenantUsage]:
+def page_usage(
+    tenants: Iterable[Any], pending: dict[tuple[str, int], Pending]
+) -> list[TenantUsage]:
     """Usage of *tenants* (read with :func:`with_usage`) plus *pending*; one query for members."""
     rows = list(tenants)
     members = _members([t.tenant_id for t in rows]) if rows else {}
@@ -173,7 +175,7 @@ def ranked_tenants(
     since: datetime | None = None,
     queryset: QuerySet[Any] | None = None,
 ) -> QuerySet[Any]:
-    """Tenants with their windows, top first by *order* (indexed), filtered by state and activity."""
+    """Tenants with their windows, top first by *order* (indexed), filtered by state, activity."""
     from ..models import Tenant
 
     if order not in ORDERS:
@@ -206,11 +208,15 @@ def iter_usage(
     start = offset
     while stop is None or start < stop:
         end = start + chunk_size if stop is None else min(start + chunk_size, stop)
-        page, pending = read_consistently(lambda s=start, e=end: list(rows[s:e]))
+        page, pending = read_consistently(_slice(rows, start, end))
         yield from page_usage(page, pending)
         if len(page) < end - start:
             return
         start = end
+
+
+def _slice(rows: QuerySet[Any], start: int, end: int) -> Callable[[], list[Any]]:
+    return lambda: list(rows[start:end])
 
 
 def tenant_usage(queryset: QuerySet[Any] | None = None) -> list[TenantUsage]:
@@ -241,8 +247,8 @@ def hourly_usage(hours: int = 24, *, now: datetime | None = None) -> list[HourUs
     sums: defaultdict[datetime, Pending] = defaultdict(Pending)
     for hour, switches, requests, denied in stored:
         sums[hour.astimezone(UTC)].add(Pending(switches, requests, denied))
-    for (_tenant_id, hour), counts in pending.items():
-        sums[datetime.fromtimestamp(hour, tz=UTC)].add(counts)
+    for (_tenant_id, epoch), counts in pending.items():
+        sums[datetime.fromtimestamp(epoch, tz=UTC)].add(counts)
     series = (start + timedelta(hours=i) for i in range(hours))
     return [
         HourUsage(hour, total.switches, total.requests, total.denied_requests)

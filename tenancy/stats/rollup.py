@@ -56,9 +56,12 @@ def _upsert(
     updates: Sequence[str],
     rows: list[tuple[Any, ...]],
 ) -> None:
-    """``INSERT rows ... ON CONFLICT (conflict) DO UPDATE SET updates``, in chunks."""
+    """``INSERT rows ... ON CONFLICT (conflict) DO UPDATE SET updates``, in chunks.
+
+    Table and column names come from the models, never from input; values are bound.
+    """
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names only
     tail = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {', '.join(updates)}"
     for i in range(0, len(rows), _CHUNK):
         chunk = rows[i : i + _CHUNK]
@@ -79,7 +82,7 @@ def _later(table: str, field: str) -> str:
 
 
 def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
-    """Add *pending* (counts of existing tenants) to the roll-ups; call it in the flush's transaction.
+    """Add *pending* (counts of existing tenants) to the roll-ups, in the flush's transaction.
 
     Three statements for any number of tenants (more only past 500 rows each),
     plus the daily rebase of the windows.
@@ -178,17 +181,15 @@ def rebase_windows(*, using: str, today: date | None = None) -> int:
     ops = connections[using].ops
     since = ops.adapt_datefield_value(start)
 
+    # Table and column names come from the models; every value is bound.
     def total(field: str) -> str:
         return (
-            f"{field} = COALESCE((SELECT SUM(d.{field}) FROM {day} d "
+            f"{field} = COALESCE((SELECT SUM(d.{field}) FROM {day} d "  # noqa: S608
             f"WHERE d.tenant_id = {window}.tenant_id AND d.day >= %s), 0)"
         )
 
-    sql = (
-        f"UPDATE {window} SET since = %s, "
-        + ", ".join(total(f) for f in ("switches", "requests", "denied_requests"))
-        + " WHERE since < %s"
-    )
+    totals = ", ".join(total(f) for f in ("switches", "requests", "denied_requests"))
+    sql = f"UPDATE {window} SET since = %s, {totals} WHERE since < %s"  # noqa: S608
     with connections[using].cursor() as cursor:
         cursor.execute(sql, [since, since, since, since, since])
         changed = cursor.rowcount

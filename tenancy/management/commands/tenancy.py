@@ -46,7 +46,7 @@ def _count(value: str) -> int:
 
 
 def _since(value: str) -> datetime:
-    """``24h``, ``7d``, or an ISO 8601 date or date and time (local time unless it has an offset)."""
+    """``24h``, ``7d``, or an ISO 8601 date or date and time (local unless it has an offset)."""
     relative = _RELATIVE.fullmatch(value)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
