@@ -183,11 +183,20 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
         # A tenant id is the key other rows point at: it never changes.
-        return ("tenant_id", "created_at", "updated_at") if obj is not None else ()
+        return ("tenant_id", "created", "updated") if obj is not None else ()
 
     def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
         fields = ["tenant_id", "name", "active", "metadata"]
-        return [*fields, "created_at", "updated_at"] if obj is not None else fields
+        return [*fields, "created", "updated"] if obj is not None else fields
+
+    # The one format of moments of these pages, not the project's DATETIME_FORMAT.
+    @admin.display(description=_("created at"))
+    def created(self, obj: Tenant) -> str:
+        return format_moment(obj.created_at)
+
+    @admin.display(description=_("updated at"))
+    def updated(self, obj: Tenant) -> str:
+        return format_moment(obj.updated_at)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         # Through the registry, so its signals fire as for code calling it.
