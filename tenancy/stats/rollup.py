@@ -13,8 +13,7 @@ three smaller tables, in a constant number of upserts
 
 A window's sums only grow between flushes; once a day (the first flush of a
 UTC day in each process, or :func:`rebase_windows`) the windows that start
-before the current window are recomputed from the day rows, which drops the
-days that fell out of it.
+before the current window subtract the day rows that fell out of it.
 """
 
 from __future__ import annotations
@@ -167,10 +166,10 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
 
 
 def rebase_windows(*, using: str, today: date | None = None) -> int:
-    """Recompute the windows that start before the current one; return how many changed.
+    """Move the windows that start before the current one; return how many moved.
 
-    One statement; each window reads its tenant's day rows through their
-    unique index. Runs once a day per process from :func:`roll_up`.
+    One statement: each window subtracts the day rows that left it, read
+    through their unique index. Runs once a day per process from :func:`roll_up`.
     """
     from ..models import TenantStatsDay, TenantStatsWindow
 
@@ -181,17 +180,23 @@ def rebase_windows(*, using: str, today: date | None = None) -> int:
     ops = connections[using].ops
     since = ops.adapt_datefield_value(start)
 
+    # Subtract the days that left the window rather than summing those still in
+    # it: a flush committing meanwhile adds to the row this statement then
+    # updates (PostgreSQL re-reads it), so its increment is never lost. Never
+    # below zero (counts kept back past the window were never added).
     # Table and column names come from the models; every value is bound.
-    def total(field: str) -> str:
-        return (
-            f"{field} = COALESCE((SELECT SUM(d.{field}) FROM {day} d "  # noqa: S608
-            f"WHERE d.tenant_id = {window}.tenant_id AND d.day >= %s), 0)"
+    def drop(field: str) -> str:
+        gone = (
+            f"COALESCE((SELECT SUM(d.{field}) FROM {day} d "  # noqa: S608
+            f"WHERE d.tenant_id = {window}.tenant_id AND d.day >= {window}.since "
+            "AND d.day < %s), 0)"
         )
+        return f"{field} = CASE WHEN {field} > {gone} THEN {field} - {gone} ELSE 0 END"
 
-    totals = ", ".join(total(f) for f in ("switches", "requests", "denied_requests"))
-    sql = f"UPDATE {window} SET since = %s, {totals} WHERE since < %s"  # noqa: S608
+    totals = ", ".join(drop(f) for f in ("switches", "requests", "denied_requests"))
+    sql = f"UPDATE {window} SET {totals}, since = %s WHERE since < %s"  # noqa: S608
     with connections[using].cursor() as cursor:
-        cursor.execute(sql, [since, since, since, since, since])
+        cursor.execute(sql, [since] * 8)
         changed = cursor.rowcount
     if today == datetime.now(UTC).date():
         transaction.on_commit(lambda: _rebased.__setitem__(using, today), using=using)
