@@ -50,18 +50,30 @@ def _moment(epoch: float) -> datetime | None:
 def _upsert(
     cursor: Any,
     table: str,
-    columns: Sequence[str],
+    columns: Sequence[tuple[str, str]],
     conflict: Sequence[str],
     updates: Sequence[str],
     rows: list[tuple[Any, ...]],
 ) -> None:
-    """``INSERT rows ... ON CONFLICT (conflict) DO UPDATE SET updates``, in chunks.
+    """``INSERT rows ... ON CONFLICT (conflict) DO UPDATE SET updates``.
 
-    Table and column names come from the models, never from input; values are bound.
+    *columns* are (name, PostgreSQL type). On PostgreSQL one statement whatever
+    the number of rows, one array per column (``unnest``: parsed and planned
+    once, about twice as fast as long ``VALUES`` lists); elsewhere ``VALUES``
+    in chunks of 500 rows. Table and column names come from the models, never
+    from input; values are bound.
     """
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names only
+    names = ", ".join(name for name, _type in columns)
     tail = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {', '.join(updates)}"
+    if not rows:
+        return
+    if cursor.db.vendor == "postgresql":
+        arrays = ", ".join(f"%s::{sql_type}[]" for _name, sql_type in columns)
+        sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        cursor.execute(sql + tail, [list(column) for column in zip(*rows, strict=True)])
+        return
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({names}) VALUES "  # noqa: S608 - names only
     for i in range(0, len(rows), _CHUNK):
         chunk = rows[i : i + _CHUNK]
         params = [value for row in chunk for value in row]
@@ -107,6 +119,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
             window.add(Pending(last_activity=counts.last_activity, last_denied=counts.last_denied))
 
     counted = ("switches", "requests", "denied_requests")
+    counts = [(name, "bigint") for name in counted]
     day_table = TenantStatsDay._meta.db_table
     hour_table = TenantStatsHourTotal._meta.db_table
     window_table = TenantStatsWindow._meta.db_table
@@ -114,7 +127,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
         _upsert(
             cursor,
             day_table,
-            ("tenant_id", "day", *counted),
+            (("tenant_id", "text"), ("day", "date"), *counts),
             ("tenant_id", "day"),
             _added(day_table, *counted),
             [
@@ -125,7 +138,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
         _upsert(
             cursor,
             hour_table,
-            ("hour", *counted),
+            (("hour", "timestamptz"), *counts),
             ("hour",),
             _added(hour_table, *counted),
             [
@@ -141,7 +154,13 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
         _upsert(
             cursor,
             window_table,
-            ("tenant_id", "since", *counted, "last_activity", "last_denied"),
+            (
+                ("tenant_id", "text"),
+                ("since", "date"),
+                *counts,
+                ("last_activity", "timestamptz"),
+                ("last_denied", "timestamptz"),
+            ),
             ("tenant_id",),
             [
                 *_added(window_table, *counted),
