@@ -119,7 +119,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
             window.add(Pending(last_activity=counts.last_activity, last_denied=counts.last_denied))
 
     counted = ("switches", "requests", "denied_requests")
-    counts = [(name, "bigint") for name in counted]
+    count_columns = [(name, "bigint") for name in counted]
     day_table = TenantStatsDay._meta.db_table
     hour_table = TenantStatsHourTotal._meta.db_table
     window_table = TenantStatsWindow._meta.db_table
@@ -127,7 +127,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
         _upsert(
             cursor,
             day_table,
-            (("tenant_id", "text"), ("day", "date"), *counts),
+            (("tenant_id", "text"), ("day", "date"), *count_columns),
             ("tenant_id", "day"),
             _added(day_table, *counted),
             [
@@ -138,7 +138,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
         _upsert(
             cursor,
             hour_table,
-            (("hour", "timestamptz"), *counts),
+            (("hour", "timestamptz"), *count_columns),
             ("hour",),
             _added(hour_table, *counted),
             [
@@ -157,7 +157,7 @@ def roll_up(pending: dict[tuple[str, int], Pending], *, using: str) -> None:
             (
                 ("tenant_id", "text"),
                 ("since", "date"),
-                *counts,
+                *count_columns,
                 ("last_activity", "timestamptz"),
                 ("last_denied", "timestamptz"),
             ),
