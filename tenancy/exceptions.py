@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import SuspiciousFileOperation
+
 __all__ = [
+    "CacheClearUnsupportedError",
     "InvalidContextIdError",
     "InvalidTenantIdError",
     "ServiceError",
@@ -16,6 +19,7 @@ __all__ = [
     "TenantInactiveError",
     "TenantNotRegisteredError",
     "TenantRequiredError",
+    "UnsafeFileNameError",
 ]
 
 
@@ -157,3 +161,27 @@ class TenantAccessDenied(TenancyError):
     code = "tenant_access_denied"
     status_code = 403
     default_message = "You are not a member of this tenant."
+
+
+class UnsafeFileNameError(TenancyError, SuspiciousFileOperation):
+    """A file name could leave the bound tenant's prefix (``..``, absolute, encoded, symlink)."""
+
+    code = "unsafe_file_name"
+    status_code = 400
+    default_message = (
+        "File names are relative paths inside the tenant's own directory: no '..', no "
+        "leading '/', no backslashes, encoded separators or control characters, and no "
+        "symlink that leads out of it."
+    )
+
+
+class CacheClearUnsupportedError(TenancyError):
+    """The cache backend cannot list keys by prefix, so one tenant's keys cannot be removed."""
+
+    code = "cache_clear_unsupported"
+    status_code = 501
+    default_message = (
+        "This cache backend cannot remove keys by prefix. clear_tenant_cache() works on "
+        "Django's RedisCache and LocMemCache; elsewhere let the keys expire, or change "
+        "the cache's VERSION to drop every key at once."
+    )

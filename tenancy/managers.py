@@ -13,7 +13,10 @@ that is when the query runs, not when the queryset is built. So:
   another one is (``TenantAccessDenied``).
 
 ``objects.unscoped()`` and the ``unscoped`` manager are the explicit escape
-hatch: no tenant condition at all. ``raw()`` SQL is never scoped.
+hatch: no tenant condition at all. ``raw()`` SQL is never scoped by the ORM.
+With ``TENANCY["ROW_LEVEL_SECURITY"]`` on, PostgreSQL scopes every statement
+as well (:mod:`tenancy.rls`), and unscoped querysets run theirs in
+:class:`tenancy.rls.bypass`.
 
 Writes are checked whichever manager makes them (see :mod:`tenancy.models`): a
 row is written in its own tenant only, never moves to another tenant, and never
@@ -22,26 +25,42 @@ references a row of another tenant.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.sql import Query
 
+from .conf import tenancy_settings
 from .exceptions import TenantAccessDenied
 from .guards import (
     check_references,
     check_row_tenant,
     check_update_references,
     moved_error,
+    prove_update_references,
     remember_db_state,
 )
 from .registry import bound_tenant_id, require_tenant_id
+from .rls import bypass, bypass_if_on
 
 __all__ = ["CurrentTenant", "TenantScopedManager", "TenantScopedQuerySet", "UnscopedManager"]
 
 _TENANT_FIELDS = frozenset({"tenant", "tenant_id"})
+_NO_BLOCK = nullcontext()
+
+
+def _each_bypassed(rows: Iterator[Any]) -> Iterator[Any]:
+    # Each step of a lazy iterator may run SQL: each runs in its own bypass block.
+    while True:
+        with bypass():
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+        yield row
 
 
 class CurrentTenant(models.Expression):
@@ -74,6 +93,8 @@ class TenantScopedQuerySet(models.QuerySet):
         # unscoped() passes an explicit, unfiltered query.
         self._tenant_scoped = model is not None and query is None
         self._cached_for: str | None = None
+        # Set by bulk_update() for the update() calls it makes, whose values it checked.
+        self._references_checked = False
         if self._tenant_scoped:
             self.query.add_q(Q(tenant_id=CurrentTenant()))
 
@@ -82,9 +103,14 @@ class TenantScopedQuerySet(models.QuerySet):
         """True unless this queryset came from ``unscoped()``."""
         return self._tenant_scoped
 
+    def _sql_block(self) -> AbstractContextManager[Any]:
+        """The block this queryset's SQL runs in: :class:`~tenancy.rls.bypass` when unscoped."""
+        return _NO_BLOCK if self._tenant_scoped else bypass_if_on()
+
     def _clone(self) -> TenantScopedQuerySet:
         clone = super()._clone()  # type: ignore[misc]
         clone._tenant_scoped = self._tenant_scoped
+        clone._references_checked = self._references_checked
         return clone
 
     # -- reads: results cached under one tenant stay in that tenant ------------
@@ -108,7 +134,14 @@ class TenantScopedQuerySet(models.QuerySet):
             return
         if self._result_cache is not None:
             self._check_cached()
-        super()._fetch_all()
+        with self._sql_block():
+            super()._fetch_all()
+
+    def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
+        rows = super().iterator(chunk_size)
+        if self._tenant_scoped or not tenancy_settings.ROW_LEVEL_SECURITY:
+            return rows
+        return _each_bypassed(rows)
 
     def __getitem__(self, k: Any) -> Any:
         if self._result_cache is not None:
@@ -118,17 +151,28 @@ class TenantScopedQuerySet(models.QuerySet):
     def count(self) -> int:
         if self._result_cache is not None:
             self._check_cached()
-        return super().count()
+        with self._sql_block():
+            return super().count()
 
     def exists(self) -> bool:
         if self._result_cache is not None:
             self._check_cached()
-        return super().exists()
+        with self._sql_block():
+            return super().exists()
 
     def contains(self, obj: models.Model) -> bool:
         if self._result_cache is not None:
             self._check_cached()
-        return super().contains(obj)
+        with self._sql_block():
+            return super().contains(obj)
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with self._sql_block():
+            return super().aggregate(*args, **kwargs)
+
+    def explain(self, *, format: Any = None, **options: Any) -> str:
+        with self._sql_block():
+            return super().explain(format=format, **options)
 
     def raw(
         self, raw_query: Any, params: Any = (), translations: Any = None, using: Any = None
@@ -171,7 +215,8 @@ class TenantScopedQuerySet(models.QuerySet):
         for obj in objs:
             check_row_tenant(obj)
         check_references(objs, using=self.db)
-        created = super().bulk_create(objs, *args, **kwargs)
+        with self._sql_block():
+            created = super().bulk_create(objs, *args, **kwargs)
         for obj in created:
             remember_db_state(obj)
         return created
@@ -185,8 +230,15 @@ class TenantScopedQuerySet(models.QuerySet):
             raise moved_error(self.model._meta.verbose_name)
         for obj in objs:
             check_row_tenant(obj)
-        check_references(objs, fields, using=self.db)
-        return super().bulk_update(objs, fields, *args, **kw)
+        if check_references(objs, fields, using=self.db):
+            # Expressions among the values: update() proves what the database wrote, and
+            # this savepoint (Django's own block has none) undoes every batch on a refusal.
+            with transaction.atomic(using=self.db), self._sql_block():
+                return super().bulk_update(objs, fields, *args, **kw)
+        checked = self._clone()
+        checked._references_checked = True
+        with self._sql_block():
+            return super(TenantScopedQuerySet, checked).bulk_update(objs, fields, *args, **kw)
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
 
@@ -194,14 +246,25 @@ class TenantScopedQuerySet(models.QuerySet):
         self._writable()
         if _TENANT_FIELDS.intersection(kwargs):
             raise moved_error(self.model._meta.verbose_name)
-        check_update_references(self, kwargs)
-        return super().update(**kwargs)
+        if self._references_checked:
+            with self._sql_block():
+                return super().update(**kwargs)
+        unproven = check_update_references(self, kwargs)
+        if not unproven:
+            with self._sql_block():
+                return super().update(**kwargs)
+        # Keys computed by the database: write, prove, and roll back on a cross reference.
+        with transaction.atomic(using=self.db), self._sql_block():
+            updated = super().update(**kwargs)
+            prove_update_references(self, unproven)
+        return updated
 
     update.alters_data = True  # type: ignore[attr-defined]
 
     def delete(self) -> tuple[int, dict[str, int]]:
         self._writable()
-        return super().delete()
+        with self._sql_block():
+            return super().delete()
 
     # Like Django's: never copied to the manager, so Model.objects.delete() stays impossible.
     delete.alters_data = True  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from rest_framework.permissions import BasePermission
 from .exceptions import TenantAccessDenied
 from .membership import is_member
 from .registry import require_tenant_id
-from .request import bind_request_user, tenant_denial
+from .request import bind_request_user, note_denial, tenant_denial
 
 __all__ = ["TenantMember", "TenantPermissionDenied", "TenantRequired"]
 
@@ -63,6 +63,6 @@ class TenantMember(BasePermission):
             raise TenantPermissionDenied(body)
         # The bound tenant: the one the scoped managers will read (the request's).
         if not is_member(require_tenant_id(), user.pk):
-            raise TenantPermissionDenied(TenantAccessDenied().as_dict())
+            raise TenantPermissionDenied(note_denial(request, TenantAccessDenied().as_dict()))
         bind_request_user(request, user)
         return True

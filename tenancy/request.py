@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .conf import tenancy_settings
 from .current import bind, get_current_user_id
 
-__all__ = ["bind_request_user", "meta_key", "tenant_denial"]
+__all__ = ["bind_request_user", "denial_code", "meta_key", "note_denial", "tenant_denial"]
 
 
 def meta_key(header: str) -> str:
@@ -33,15 +33,30 @@ def tenant_denial(request: Any) -> dict[str, str] | None:
             "'tenancy.middleware.TenantContextMiddleware' to MIDDLEWARE."
         ) from None
     if error is not None:
-        return error.as_dict()
-    return {
-        "detail": (
-            "This request needs a tenant: send the "
-            f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
-            "active tenant."
-        ),
-        "code": "tenant_required",
-    }
+        return note_denial(request, error.as_dict())
+    return note_denial(
+        request,
+        {
+            "detail": (
+                "This request needs a tenant: send the "
+                f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
+                "active tenant."
+            ),
+            "code": "tenant_required",
+        },
+    )
+
+
+def note_denial(request: Any, body: dict[str, str]) -> dict[str, str]:
+    """Record that *request* is refused with *body*'s code (for its span); return *body*."""
+    http_request = getattr(request, "_request", request)
+    http_request._tenancy_denied = body["code"]
+    return body
+
+
+def denial_code(request: Any) -> str | None:
+    """Return the code *request* was refused with by tenancy, or ``None``."""
+    return getattr(request, "_request", request).__dict__.get("_tenancy_denied")
 
 
 def bind_request_user(request: Any, user: Any) -> None:

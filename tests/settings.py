@@ -60,6 +60,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: threads and subprocesses of the tests share it.
     DATABASES["default"]["TEST"]["NAME"] = os.path.abspath(_db_path)
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://tests")}
+# CACHE_KEY_FUNCTION=tenancy.cache.make_key runs the suite with tenant-scoped cache keys.
+if os.environ.get("CACHE_KEY_FUNCTION"):
+    CACHES["default"]["KEY_FUNCTION"] = os.environ["CACHE_KEY_FUNCTION"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -40,6 +40,9 @@ def test_default_settings_pass():
         ({"STATS_FLUSH_INTERVAL": "10"}, ["tenancy.E006"]),
         ({"RUNTIME_DEFAULTS": None}, ["tenancy.E007"]),
         ({"MEMORY_MAX_INSTANCES": 0}, ["tenancy.E008"]),
+        ({"LOCAL_CACHE_SIZE": 0}, ["tenancy.E008"]),
+        ({"LOCAL_CACHE_SIZE": 1.5}, ["tenancy.E008"]),
+        ({"STATE_RECHECK_INTERVAL": 0}, ["tenancy.E006"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
         ({"RESOLVERS": [123]}, ["tenancy.E004"]),
         ({"RESOLVERS": ["tenancy.resolvers.SubdomainResolver"]}, ["tenancy.E012"]),
@@ -50,6 +53,11 @@ def test_default_settings_pass():
             },
             ["tenancy.E012"],
         ),
+        ({"BAGGAGE": "yes", "BAGGAGE_HOSTS": ["billing.internal"]}, ["tenancy.E011"]),
+        ({"BAGGAGE_HOSTS": "billing.internal"}, ["tenancy.E013"]),
+        ({"CACHE_SHARED_PREFIXES": [""]}, ["tenancy.E013"]),
+        ({"BAGGAGE": True}, ["tenancy.W004"]),
+        ({"BAGGAGE": True, "BAGGAGE_HOSTS": ["*"]}, ["tenancy.W005"]),
     ],
 )
 def test_misconfiguration_is_reported_by_a_check(tenancy, expected):

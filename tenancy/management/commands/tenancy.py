@@ -10,17 +10,20 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import router
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Max
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from ...conf import tenancy_settings
 from ...exceptions import TenancyError
 from ...registry import tenant_context
+from ...rls import table_states
 from ...runtime import cleanup_inactive_user_contexts
 from ...state import TenantInfo
 from ...stats.report import ORDERS, TenantUsage, hourly_usage, iter_usage, window_totals
 from ...stats.rollup import WINDOW_DAYS, rebase_windows
+from ..run import active_tenant_ids, run_for_tenants
 
 _RELATIVE = re.compile(r"(\d{1,6})([hd])")
 
@@ -93,7 +96,8 @@ def _json_object(value: str) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Manage tenants: register, list, activate, deactivate, unregister; show usage "
-        "statistics; remove stale per-user runtime settings."
+        "statistics; remove stale per-user runtime settings; run a command per tenant; "
+        "report row-level security."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -126,12 +130,36 @@ class Command(BaseCommand):
         )
         _add_filters(stats)
 
+        rls = sub.add_parser(
+            "rls", help="Row-level security of each tenant-scoped table (PostgreSQL)."
+        )
+        rls.add_argument("--json", action="store_true", help="Print JSON.")
+        rls.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default).")
+
         cleanup = sub.add_parser(
             "cleanup-contexts", help="Remove per-user runtime settings not used for a while."
         )
         cleanup.add_argument(
             "--max-age-hours", type=_positive_int, default=24, help="Age limit (24)."
         )
+
+        run = sub.add_parser(
+            "run",
+            help="Run a management command inside each tenant, one after another.",
+            description="Run COMMAND [ARGS...] inside switch(tenant) for each tenant given.",
+        )
+        target = run.add_mutually_exclusive_group(required=True)
+        target.add_argument(
+            "--tenant",
+            action="append",
+            metavar="TENANT_ID",
+            help="A tenant to run the command in (repeat for several).",
+        )
+        target.add_argument(
+            "--all-active", action="store_true", help="Every active tenant, in id order."
+        )
+        run.add_argument("command_name", metavar="COMMAND", help="The management command.")
+        run.add_argument("command_args", nargs=argparse.REMAINDER, metavar="ARGS")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"].replace("-", "_")
@@ -279,6 +307,62 @@ class Command(BaseCommand):
             for h in hours
         ]
         self.stdout.write(', "hourly": ' + json.dumps(hourly) + "}")
+
+    def do_rls(self, options: dict[str, Any]) -> None:
+        alias = options["database"]
+        if alias not in connections:
+            raise CommandError(f"No database alias {alias!r} in DATABASES.")
+        if connections[alias].vendor != "postgresql":
+            raise CommandError(
+                f"Row-level security needs PostgreSQL; database {alias!r} is "
+                f"{connections[alias].vendor}."
+            )
+        on = bool(tenancy_settings.ROW_LEVEL_SECURITY)
+        states = table_states(alias)
+        missing = [s.table for s in states if not s.walled]
+        if options["json"]:
+            data = {
+                "row_level_security": on,
+                "database": alias,
+                "tables": [s.as_dict() for s in states],
+            }
+            self.stdout.write(json.dumps(data, indent=2))
+        else:
+            self.stdout.write(
+                f"ROW_LEVEL_SECURITY is {'on' if on else 'off'}; "
+                f"{len(states) - len(missing)} of {len(states)} scoped tables walled "
+                f"in database {alias!r}."
+            )
+            width = max([len("table"), *(len(s.table) for s in states)])
+            self.stdout.write(f"{'table':<{width}}  enabled  forced  policy  model")
+            for s in states:
+                marks = [("yes" if flag else "NO") for flag in (s.enabled, s.forced, s.policy)]
+                if not s.exists:
+                    marks = ["-", "-", "-"]
+                self.stdout.write(
+                    f"{s.table:<{width}}  {marks[0]:<7}  {marks[1]:<6}  {marks[2]:<6}  {s.model}"
+                )
+        if on and missing:
+            raise CommandError(
+                f"Scoped tables without row-level security: {', '.join(missing)}. "
+                f"Run 'python manage.py migrate --database {alias}' as the tables' owner."
+            )
+
+    def do_run(self, options: dict[str, Any]) -> None:
+        tenant_ids = active_tenant_ids() if options["all_active"] else options["tenant"]
+        if not tenant_ids:
+            self.stdout.write("No active tenants: nothing to run.")
+            return
+        command = options["command_name"]
+        failed = run_for_tenants(
+            tenant_ids, command, options["command_args"], stdout=self.stdout, stderr=self.stderr
+        )
+        if failed:
+            raise CommandError(
+                f"{command} failed for {len(failed)} of {len(tenant_ids)} tenants: "
+                + ", ".join(failed)
+            )
+        self.stdout.write(self.style.SUCCESS(f"{command} ran for {len(tenant_ids)} tenants."))
 
     def do_cleanup_contexts(self, options: dict[str, Any]) -> None:
         removed = cleanup_inactive_user_contexts(max_age_hours=options["max_age_hours"])
