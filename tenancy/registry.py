@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import Token
 from typing import Any
 
@@ -473,11 +473,45 @@ class TenantContext:
         """Return the tenant's :class:`TenantInfo`, or ``None`` if it is not registered."""
         return self._lookup(tenant_id)
 
-    def list_tenants(self) -> list[TenantInfo]:
-        """Return every registered tenant, ordered by id (reads the database)."""
+    def list_tenants(self, *, limit: int | None = None, offset: int = 0) -> list[TenantInfo]:
+        """Return the registered tenants, ordered by id (reads the database).
+
+        Every tenant by default; *limit* and *offset* return one page of them.
+        :meth:`iter_tenants` walks them all in constant memory.
+        """
         from .models.tenants import Tenant
 
-        return [TenantInfo.from_model(t) for t in Tenant.objects.using(self.using).all()]
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("limit and offset must not be negative.")
+        rows = Tenant.objects.using(self.using).order_by("tenant_id")
+        end = None if limit is None else offset + limit
+        return [TenantInfo.from_model(t) for t in rows[offset:end]]
+
+    def iter_tenants(
+        self, active: bool | None = None, *, chunk_size: int = 2000
+    ) -> Iterator[TenantInfo]:
+        """Yield the registered tenants ordered by id, *chunk_size* rows at a time.
+
+        *active* keeps only active (``True``) or inactive (``False``) tenants.
+        Memory stays constant whatever the number of tenants (keyset pages on
+        the unique ``tenant_id``, not a server-side cursor: it works inside and
+        outside transactions, on every database).
+        """
+        from .models.tenants import Tenant
+
+        rows = Tenant.objects.using(self.using).order_by("tenant_id")
+        if active is not None:
+            rows = rows.filter(active=active)
+        after = None
+        while True:
+            page = list(
+                rows.filter(tenant_id__gt=after)[:chunk_size] if after else rows[:chunk_size]
+            )
+            for tenant in page:
+                yield TenantInfo.from_model(tenant)
+            if len(page) < chunk_size:
+                return
+            after = page[-1].tenant_id
 
     # -- switching ------------------------------------------------------------------
 
@@ -546,6 +580,7 @@ is_tenant_registered = tenant_context.is_tenant_registered
 is_tenant_active = tenant_context.is_tenant_active
 get_tenant = tenant_context.get_tenant
 list_tenants = tenant_context.list_tenants
+iter_tenants = tenant_context.iter_tenants
 switch = tenant_context.switch
 aswitch = tenant_context.aswitch
 get_current_tenant = tenant_context.get_current_tenant

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 import tenancy
 from tenancy import signals
+from tenancy.admin import TenantAdmin
 from tenancy.models import Tenant, TenantMembership, TenantStatsBucket
 from tenancy.stats.counters import Pending, counters
 from tenancy.stats.flush import write_pending
@@ -108,7 +110,7 @@ def test_list_shows_state_members_and_usage(admin_client, tenants, admin_user):
     html = response.content.decode()
     assert '<td class="field-switches">8</td>' in html
     assert '<td class="field-requests">6</td>' in html
-    assert '<td class="field-denied_requests">3</td>' in html
+    assert re.search(r'<td class="field-denied_requests"><span title="[^"]+">3</span></td>', html)
     assert '<td class="field-members">1</td>' in html
     assert 'class="tenancy-badge tenancy-active">Active<' in html
     assert 'class="tenancy-badge tenancy-inactive">Inactive<' in html
@@ -510,3 +512,61 @@ def test_scoped_admin_deletes_rows_of_another_tenant_than_the_requests(admin_cli
     )
     assert response.status_code == 302
     assert not Project.unscoped.exists()
+
+
+# -- usage on the change page, activity on indexed data ---------------------------------
+
+
+@pytest.mark.django_db
+def test_change_page_shows_members_and_24h_and_30d_usage(admin_client, tenants, admin_user):
+    TenantMembership.objects.create(tenant_id="acme", user=admin_user, role="owner")
+    write_pending(
+        {
+            ("acme", HOUR): Pending(3, 2, 1, HOUR + 5.0, HOUR + 6.0),
+            ("acme", HOUR - 5 * 24 * 3600): Pending(10, 10, 4, HOUR - 5 * 24 * 3600 + 1.0),
+        },
+        using="default",
+    )
+    with tenancy.switch("acme"):  # pending: shown at once
+        pass
+    response = admin_client.get(change_url("acme"))
+    html = response.content.decode()
+    figures = dict(
+        re.findall(
+            r'<th scope="row">([^<]+)</th><td class="tenancy-num" data-window="24h">(\d+)', html
+        )
+    )
+    assert figures == {"Switches": "4", "Requests": "2", "Denied requests": "1"}
+    month = re.findall(r'data-window="30d">(\d+)<', html)
+    assert month == ["14", "12", "5"]
+    assert admin_user.username in html.split('data-col="members"')[1].split("</td>")[0]
+    assert 'href="/admin/tenancy/tenant/statistics/"' in html
+    assert 'data-col="last_denied"><time' in html
+
+
+@pytest.mark.django_db
+def test_denied_requests_alone_do_not_make_a_tenant_active(admin_client, tenants):
+    tenancy.deactivate_tenant("globex")
+    counters.request_done("globex", denied=True)
+    write_pending(counters.take_pending(), using="default")
+    write_pending({("acme", HOUR): Pending(1, 0, 0, time.time())}, using="default")
+    html = admin_client.get(LIST + "?activity=24h").content.decode()
+    assert "Acme" in html and "Globex" not in html
+    never = admin_client.get(LIST + "?activity=never").content.decode()
+    assert "Globex" in never and "Acme Corporation" not in never
+    rows = {t.tenant_id: t.usage for t in admin_client.get(LIST).context["cl"].result_list}
+    assert rows["globex"].last_activity is None and rows["globex"].last_denied is not None
+
+
+@pytest.mark.django_db
+def test_list_sorts_by_30_day_usage(admin_client, tenants):
+    tenancy.register_tenant("idle", "Idle")
+    write_pending({("acme", HOUR): Pending(1), ("globex", HOUR): Pending(9)}, using="default")
+    switches = 1 + TenantAdmin.list_display.index("switches")
+    # The first click sorts top first; the second, bottom first (never used first).
+    for order, expected in (
+        (str(switches), ["globex", "acme", "idle"]),
+        (f"-{switches}", ["idle", "acme", "globex"]),
+    ):
+        cl = admin_client.get(LIST + f"?o={order}").context["cl"]
+        assert [t.tenant_id for t in cl.result_list] == expected, order

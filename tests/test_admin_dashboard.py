@@ -14,11 +14,13 @@ from django.test.utils import CaptureQueriesContext
 
 import tenancy
 from tenancy.admin.dashboard import _nice_ceiling, chart_layout
+from tenancy.models import Tenant
 from tenancy.stats.counters import Pending, counters
 from tenancy.stats.flush import write_pending
 from tenancy.stats.report import HourUsage
 
 URL = "/admin/tenancy/tenant/statistics/"
+INDEX_ENTRY = "/admin/tenancy/tenantstatistics/"
 HOUR = int(time.time() // 3600) * 3600
 
 
@@ -66,7 +68,8 @@ def test_statistics_page_shows_totals_table_and_chart(admin_client, activity):
     html = response.content.decode()
     assert stat(html, "total_tenants") == 2
     assert stat(html, "active_tenants") == 1
-    assert stat(html, "total_switches") == 10 + 4 + 3 + 50 + 1
+    # Totals over the window shown (24 hours): the 30-hour-old bucket is left out.
+    assert stat(html, "total_switches") == 10 + 4 + 3 + 1
     assert stat(html, "total_requests") == 8 + 4 + 6 + 1
     assert stat(html, "total_denied_requests") == 2 + 3 + 1
     assert stat(html, "open_switches") == 1
@@ -88,8 +91,13 @@ def test_statistics_page_shows_totals_table_and_chart(admin_client, activity):
 
 
 @pytest.mark.django_db
-def test_statistics_page_is_linked_from_the_app_index(admin_client, tenants):
-    html = admin_client.get("/admin/tenancy/").content.decode()
+def test_statistics_page_is_linked_from_the_index_and_each_change_page(admin_client, tenants):
+    for page in ("/admin/", "/admin/tenancy/"):
+        html = admin_client.get(page).content.decode()
+        assert f'href="{INDEX_ENTRY}"' in html, page
+    assert stat(admin_client.get(INDEX_ENTRY).content.decode(), "total_tenants") == 2
+    acme = Tenant.objects.get(tenant_id="acme")
+    html = admin_client.get(f"/admin/tenancy/tenant/{acme.pk}/change/").content.decode()
     assert f'href="{URL}"' in html
 
 
@@ -116,7 +124,8 @@ def test_statistics_page_needs_the_view_permission(client, tenants):
     response = client.get(URL)
     assert response.status_code == 200
     assert stat(response.content.decode(), "total_tenants") == 2
-    assert f'href="{URL}"' in client.get("/admin/tenancy/").content.decode()
+    assert f'href="{INDEX_ENTRY}"' in client.get("/admin/tenancy/").content.decode()
+    assert client.get(INDEX_ENTRY).status_code == 200
 
 
 @pytest.mark.django_db
@@ -156,3 +165,68 @@ def test_chart_bars_are_proportional_and_inside_the_plot():
         assert layout["left"] <= bar["x"] and bar["x"] + bar["width"] <= layout["right"] + 0.1
         assert bar["y"] + bar["height"] == pytest.approx(layout["baseline"], abs=0.1)
     assert [label["text"] for label in layout["x_labels"]][:3] == ["00:00", "03:00", "06:00"]
+
+
+@pytest.fixture
+def ranked(db):
+    """25 tenants with 1..25 switches in this hour (tenant r25 the busiest)."""
+    for i in range(1, 26):
+        tenancy.register_tenant(f"r{i:02d}", f"Ranked {i}")
+    write_pending(
+        {(f"r{i:02d}", HOUR): Pending(i, 30 - i, 0, HOUR + i) for i in range(1, 26)},
+        using="default",
+    )
+
+
+def ranking(html: str) -> list[str]:
+    return re.findall(r'<tr data-tenant="([^"]+)">', html)
+
+
+@pytest.mark.django_db
+def test_ranking_is_paginated_and_sorted_top_first(admin_client, ranked, monkeypatch):
+    monkeypatch.setattr("tenancy.admin.dashboard.PER_PAGE", 10)
+    first = admin_client.get(URL).content.decode()
+    assert ranking(first) == [f"r{i:02d}" for i in range(25, 15, -1)]
+    assert "Page 1 of 3" in first
+    third = admin_client.get(URL + "?p=3").content.decode()
+    assert ranking(third) == [f"r{i:02d}" for i in range(5, 0, -1)]
+    by_requests = admin_client.get(URL + "?o=requests").content.decode()
+    assert ranking(by_requests)[:2] == ["r01", "r02"]
+    by_activity = admin_client.get(URL + "?o=last_activity&window=7d").content.decode()
+    assert ranking(by_activity)[0] == "r25"
+
+
+@pytest.mark.django_db
+def test_pages_and_windows_cost_the_same_queries(admin_client, ranked, monkeypatch):
+    monkeypatch.setattr("tenancy.admin.dashboard.PER_PAGE", 10)
+
+    def count(query: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(URL + query).status_code == 200
+        return len(queries)
+
+    assert count("") == count("?p=3") == count("?window=30d&o=requests&p=2")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    ["?window=1y", "?o=name", "?p=0", "?p=-1", "?p=abc", "?p=99", "?p=" + "9" * 30, "?x=<b>"],
+)
+def test_bad_query_is_a_400_with_a_stable_code(admin_client, ranked, query):
+    response = admin_client.get(URL + query, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_statistics_query"
+    html = admin_client.get(URL + query)
+    assert html.status_code == 400
+    assert 'data-code="invalid_statistics_query"' in html.content.decode()
+    assert "<b>" not in html.content.decode().split('id="content-main"')[1]
+
+
+@pytest.mark.django_db
+def test_legend_and_bars_share_their_css_classes(admin_client, activity):
+    html = admin_client.get(URL).content.decode()
+    for css in ("tenancy-series-switches", "tenancy-series-requests", "tenancy-series-denied"):
+        assert f'class="tenancy-swatch {css}"' in html
+        assert f'class="tenancy-bar {css}"' in html
+    assert "background:" not in html.split('class="tenancy-legend"')[1].split("</h2>")[0]

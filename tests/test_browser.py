@@ -2,7 +2,10 @@
 
 Logs into the demo admin, goes from the app index to the tenant list and on
 to the statistics page, checks the numbers shown against ``manage.py tenancy
-stats --json``, and saves a screenshot of each page under test-output/browser/.
+stats --json``, checks the layout at 1280 px with the sidebar open (no
+horizontal overflow, legend colours equal to bar colours, in light and dark
+mode), and saves a screenshot of every admin page in both modes under
+docs/images/ (``admin-<page>-<light|dark>.png``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "test-output" / "browser"
+OUTPUT = ROOT / "docs" / "images"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "browser-test-password"
 FLAGS = [
@@ -122,23 +125,44 @@ def demo(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture
-def page(demo, tmp_path):
+def open_page(tmp_path: Path, scheme: str = "light", width: int = 1440):
+    """A context manager: a fresh Chromium profile in *scheme*, and its page."""
+    from contextlib import contextmanager
+
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh profile every time
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1440, "height": 900},
-        )
-        context.set_default_timeout(15_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+    @contextmanager
+    def session():
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / f"profile-{scheme}-{width}"),  # a fresh profile every time
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": width, "height": 900},
+                color_scheme=scheme,
+            )
+            context.set_default_timeout(15_000)
+            try:
+                yield context.new_page()
+            finally:
+                context.close()
+
+    return session()
+
+
+@pytest.fixture
+def page(demo, tmp_path):
+    with open_page(tmp_path) as page:
+        yield page
+
+
+def log_in(page, base: str, next_url: str = "/admin/") -> None:
+    page.goto(f"{base}/admin/login/?next={next_url}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**{next_url}")
 
 
 def test_operator_sees_tenants_and_statistics(demo, page):
@@ -146,12 +170,8 @@ def test_operator_sees_tenants_and_statistics(demo, page):
     expected = demo["stats"]()
     assert expected["total_switches"] > 0  # the demo is seeded with activity
 
-    page.goto(demo["url"] + "/admin/login/?next=/admin/tenancy/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/tenancy/")
-    assert page.locator("#tenancy-statistics-module").is_visible()
+    log_in(page, demo["url"], "/admin/tenancy/")
+    assert page.locator("a[href$='/admin/tenancy/tenantstatistics/']").first.is_visible()
 
     page.click("#content-main a[href$='/admin/tenancy/tenant/']:not(.addlink)")
     page.wait_for_url("**/admin/tenancy/tenant/")
@@ -163,10 +183,9 @@ def test_operator_sees_tenants_and_statistics(demo, page):
         assert row.locator(".field-members").inner_text() == str(tenant["members"])
         state = "Active" if tenant["active"] else "Inactive"
         assert row.locator(".field-state").inner_text().strip() == state
-    page.screenshot(path=str(OUTPUT / "tenant-list.png"), full_page=True)
-
     page.click(".object-tools a:has-text('Statistics')")
     page.wait_for_url("**/admin/tenancy/tenant/statistics/")
+    page.goto(demo["url"] + "/admin/tenancy/tenant/statistics/?window=30d")  # as the command
     for key in (
         "total_tenants",
         "active_tenants",
@@ -181,10 +200,86 @@ def test_operator_sees_tenants_and_statistics(demo, page):
         assert row.locator("[data-col=denied_requests]").inner_text() == str(
             tenant["denied_requests"]
         )
+    page.goto(demo["url"] + "/admin/tenancy/tenant/statistics/")  # the last 24 hours, hourly
     hours_with_activity = sum(1 for h in expected["hourly"] if h["switches"])
     assert page.locator("svg.tenancy-chart-svg rect").count() >= hours_with_activity
     chart = page.locator("svg.tenancy-chart-svg").bounding_box()
     assert chart is not None and chart["width"] > 600 and chart["height"] > 150
-    page.screenshot(path=str(OUTPUT / "statistics.png"), full_page=True)
-    assert (OUTPUT / "tenant-list.png").stat().st_size > 10_000
-    assert (OUTPUT / "statistics.png").stat().st_size > 10_000
+
+
+#: Every admin page of the demo: screenshot name and path.
+PAGES = [
+    ("index", "/admin/"),
+    ("tenancy", "/admin/tenancy/"),
+    ("tenant-list", "/admin/tenancy/tenant/"),
+    ("tenant-change", None),  # acme's change page, found from the list
+    ("statistics", "/admin/tenancy/tenant/statistics/"),
+    ("runtime-contexts", "/admin/tenancy/userruntimecontext/"),
+    ("notes", "/admin/demo/note/"),
+]
+
+#: Reads the changelist's overflow and each legend swatch against its series' bars.
+LAYOUT = """() => {
+  const results = document.querySelector('#changelist .results');
+  const doc = document.documentElement;
+  return {
+    sidebar: !!document.querySelector('#nav-sidebar') &&
+      getComputedStyle(document.querySelector('#nav-sidebar')).visibility !== 'hidden' &&
+      document.querySelector('#nav-sidebar').getBoundingClientRect().width > 0,
+    results: results ? [results.scrollWidth, results.clientWidth] : null,
+    page: [doc.scrollWidth, doc.clientWidth],
+  };
+}"""
+COLOURS = """() => Array.from(document.querySelectorAll('.tenancy-swatch')).map(swatch => {
+  const series = Array.from(swatch.classList).find(c => c.startsWith('tenancy-series-'));
+  const bar = document.querySelector('rect.tenancy-bar.' + series);
+  return {
+    series,
+    swatch: getComputedStyle(swatch).backgroundColor,
+    bar: bar ? getComputedStyle(bar).fill : null,
+    background: getComputedStyle(document.body).backgroundColor,
+  };
+})"""
+
+
+def _luminance(rgb: str) -> float:
+    parts = [int(p) / 255 for p in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in parts]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_admin_page_at_1280_px_in_light_and_dark(demo, tmp_path, scheme):
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with open_page(tmp_path, scheme, width=1280) as page:
+        log_in(page, demo["url"])
+        for name, path in PAGES:
+            if path is None:
+                page.goto(demo["url"] + "/admin/tenancy/tenant/")
+                page.click("#result_list a:has-text('acme')")
+                page.wait_for_selector("#tenancy-tenant-usage")
+            else:
+                response = page.goto(demo["url"] + path)
+                assert response is not None and response.status == 200, path
+            layout = page.evaluate(LAYOUT)
+            assert layout["page"][0] <= layout["page"][1], (name, scheme, layout)
+            if layout["results"] is not None:
+                assert layout["sidebar"], "the navigation sidebar is open"
+                scroll, visible = layout["results"]
+                assert scroll <= visible, f"{name} ({scheme}): the changelist overflows {layout}"
+            if name == "statistics":
+                colours = page.evaluate(COLOURS)
+                assert len(colours) == 3
+                for item in colours:
+                    assert item["bar"] is not None, item
+                    assert item["swatch"] == item["bar"], item
+                    # Bars stand out from the page, in either mode (WCAG's 3:1 for graphics).
+                    assert contrast(item["bar"], item["background"]) >= 3, item
+            shot = OUTPUT / f"admin-{name}-{scheme}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000, shot

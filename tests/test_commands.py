@@ -80,7 +80,7 @@ def test_stats_json_sums_every_process(tenants):
     assert (acme["switches"], acme["requests"], acme["denied_requests"]) == (6, 4, 1)
     assert [h["switches"] for h in data["hourly"]] == [0, 5, 1]
     text = run("stats")
-    assert "2 tenants (2 active): 6 switches, 4 requests, 1 denied." in text
+    assert "2 tenants (2 active); last 30 days: 6 switches, 4 requests, 1 denied." in text
     assert any(line.startswith("acme ") and " 6 " in line for line in text.splitlines())
 
 
@@ -153,3 +153,106 @@ def test_cleanup_contexts_removes_exactly_the_contexts_older_than_the_limit():
         "recent-user",
     ]
     assert "Removed 0 runtime contexts" in run("cleanup-contexts", "--max-age-hours", "48")
+
+
+# -- list and stats: --limit, --active/--inactive, --since; list_tenants pages ----------
+
+
+@pytest.fixture
+def population(db):
+    """Five tenants: t1..t5, t2 and t4 inactive; t1 used now, t3 used 3 days ago, t5 denied only."""
+    for i in range(1, 6):
+        tenancy.register_tenant(f"t{i}", f"Tenant {i}")
+    for i in (2, 4):
+        tenancy.deactivate_tenant(f"t{i}")
+    now = time.time()
+    hour = int(now // 3600) * 3600
+    old = hour - 3 * 24 * 3600
+    write_pending(
+        {
+            ("t1", hour): Pending(10, 5, 0, now),
+            ("t3", old): Pending(20, 0, 0, old + 60.0),
+            ("t5", hour): Pending(0, 3, 3, 0.0, now),
+        },
+        using="default",
+    )
+
+
+def ids(output: str) -> list[str]:
+    return [
+        line.split()[0] for line in output.splitlines() if line[:2] in {f"t{i}" for i in range(6)}
+    ]
+
+
+@pytest.mark.django_db
+def test_list_options(population):
+    assert ids(run("list")) == ["t1", "t2", "t3", "t4", "t5"]
+    assert ids(run("list", "--limit", "2")) == ["t1", "t2"]
+    assert ids(run("list", "--active")) == ["t1", "t3", "t5"]
+    assert ids(run("list", "--inactive")) == ["t2", "t4"]
+    assert ids(run("list", "--since", "24h")) == ["t1"]  # denied requests are not activity
+    assert ids(run("list", "--since", "7d")) == ["t1", "t3"]
+    assert "No tenants match." in run("list", "--inactive", "--since", "7d")
+    data = json.loads(run("list", "--json", "--active", "--limit", "2"))
+    assert [t["tenant_id"] for t in data] == ["t1", "t3"]
+    assert json.loads(run("list", "--json", "--since", "1h", "--inactive")) == []
+
+
+@pytest.mark.django_db
+def test_stats_options(population):
+    data = json.loads(run("stats", "--json"))
+    assert [t["tenant_id"] for t in data["tenants"]][:2] == ["t3", "t1"]  # top first
+    assert data["total_tenants"] == 5 and data["total_switches"] == 30
+    t5 = next(t for t in data["tenants"] if t["tenant_id"] == "t5")
+    assert t5["last_activity"] is None and t5["last_denied"] is not None
+    limited = json.loads(run("stats", "--json", "--limit", "1"))
+    assert [t["tenant_id"] for t in limited["tenants"]] == ["t3"]
+    active = json.loads(run("stats", "--json", "--inactive"))
+    assert {t["tenant_id"] for t in active["tenants"]} == {"t2", "t4"}
+    recent = json.loads(run("stats", "--json", "--since", "24h", "--order", "requests"))
+    assert [t["tenant_id"] for t in recent["tenants"]] == ["t1"]
+    text = run("stats", "--limit", "2", "--active")
+    assert ids(text) == ["t3", "t1"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("list", "--limit", "0"), "must be at least 1"),
+        (("list", "--limit", "x"), "must be a whole number"),
+        (("stats", "--since", "yesterday"), "must be like 24h"),
+        (("list", "--active", "--inactive"), "not allowed with argument"),
+    ],
+)
+def test_bad_list_and_stats_options(args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+
+
+@pytest.mark.django_db
+def test_list_tenants_pages_and_iter_tenants_streams(population):
+    assert [t.tenant_id for t in tenancy.list_tenants()] == ["t1", "t2", "t3", "t4", "t5"]
+    assert [t.tenant_id for t in tenancy.list_tenants(limit=2, offset=1)] == ["t2", "t3"]
+    assert tenancy.list_tenants(offset=10) == []
+    with pytest.raises(ValueError):
+        tenancy.list_tenants(offset=-1)
+    assert [t.tenant_id for t in tenancy.iter_tenants()] == ["t1", "t2", "t3", "t4", "t5"]
+    assert [t.tenant_id for t in tenancy.iter_tenants(active=False)] == ["t2", "t4"]
+    from tenancy.registry import tenant_context
+
+    chunks = list(tenant_context.iter_tenants(active=True, chunk_size=2))
+    assert [t.tenant_id for t in chunks] == ["t1", "t3", "t5"]
+
+
+@pytest.mark.django_db
+def test_the_paging_example_of_docs_admin_runs(population):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "admin.md").read_text()
+    blocks = [b.split("```")[0] for b in text.split("```python\n")[1:]]
+    block = next(b for b in blocks if "iter_tenants" in b)
+    namespace: dict = {"__name__": "docs"}
+    exec(compile(block, "docs/admin.md", "exec"), namespace)
+    assert [t.tenant_id for t in namespace["first_page"]] == ["t1", "t2", "t3", "t4", "t5"]
+    assert namespace["inactive"] == ["t2", "t4"]

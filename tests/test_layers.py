@@ -44,7 +44,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "db.*",
         ],
     ),
-    ("statistics", ["stats.upsert", "stats.shared", "stats.flush", "stats.report"]),
+    (
+        "statistics",
+        ["stats.upsert", "stats.shared", "stats.rollup", "stats.flush", "stats.report"],
+    ),
     (
         "services",
         [

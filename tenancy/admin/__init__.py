@@ -16,12 +16,18 @@ from __future__ import annotations
 
 from .runtime import UserRuntimeContextAdmin
 from .scoped import TenantScopedAdmin
-from .tenants import ActivityListFilter, TenantAdmin, TenantMembershipInline
+from .tenants import (
+    ActivityListFilter,
+    TenantAdmin,
+    TenantMembershipInline,
+    TenantStatisticsAdmin,
+)
 
 __all__ = [
     "ActivityListFilter",
     "TenantAdmin",
     "TenantMembershipInline",
     "TenantScopedAdmin",
+    "TenantStatisticsAdmin",
     "UserRuntimeContextAdmin",
 ]

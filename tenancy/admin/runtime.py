@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..models import UserRuntimeContext
+from .dashboard import format_moment
 
 __all__ = ["UserRuntimeContextAdmin"]
 
@@ -39,7 +40,7 @@ class ActiveContextFilter(admin.SimpleListFilter):
 class UserRuntimeContextAdmin(admin.ModelAdmin):
     """What each user has set; read-only (the settings are changed through ``tenancy.runtime``)."""
 
-    list_display = ["user_uuid", "scope_label", "values", "last_access", "is_active"]
+    list_display = ["user_uuid", "scope_label", "values", "last_used", "is_active"]
     list_filter = [ActiveContextFilter, "scope"]
     search_fields = ["user_uuid", "scope"]
     ordering = ["-last_access"]
@@ -47,6 +48,10 @@ class UserRuntimeContextAdmin(admin.ModelAdmin):
     @admin.display(description=_("tenant scope"), ordering="scope")
     def scope_label(self, obj: UserRuntimeContext) -> str:
         return obj.scope or str(_("global"))
+
+    @admin.display(description=_("last access"), ordering="last_access")
+    def last_used(self, obj: UserRuntimeContext) -> str:
+        return format_moment(obj.last_access)
 
     @admin.display(description=_("active"), boolean=True)
     def is_active(self, obj: UserRuntimeContext) -> bool:

@@ -23,8 +23,12 @@ __all__ = [
     "Tenant",
     "TenantMembership",
     "TenantScopedModel",
+    "TenantStatistics",
     "TenantStatsBatch",
     "TenantStatsBucket",
+    "TenantStatsDay",
+    "TenantStatsHourTotal",
+    "TenantStatsWindow",
     "UserRuntimeContext",
 ]
 
@@ -192,6 +196,90 @@ class TenantStatsBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.epoch}:{self.seq}"
+
+
+class TenantStatsDay(models.Model):
+    """Usage of one tenant during one UTC day: the buckets rolled up by the flush."""
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        to_field="tenant_id",
+        related_name="stats_days",
+        verbose_name=_("tenant"),
+    )
+    day = models.DateField(_("day"), db_index=True)
+    switches = models.PositiveBigIntegerField(_("switches"), default=0)
+    requests = models.PositiveBigIntegerField(_("requests"), default=0)
+    denied_requests = models.PositiveBigIntegerField(_("denied requests"), default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "day"], name="tenancy_stats_day_unique")
+        ]
+        ordering = ["-day"]
+        verbose_name = _("tenant statistics day")
+        verbose_name_plural = _("tenant statistics days")
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} @ {self.day:%Y-%m-%d}"
+
+
+class TenantStatsHourTotal(models.Model):
+    """Usage of every tenant together during one hour (the statistics page's chart and totals)."""
+
+    hour = models.DateTimeField(_("hour"), unique=True)
+    switches = models.PositiveBigIntegerField(_("switches"), default=0)
+    requests = models.PositiveBigIntegerField(_("requests"), default=0)
+    denied_requests = models.PositiveBigIntegerField(_("denied requests"), default=0)
+
+    class Meta:
+        ordering = ["-hour"]
+        verbose_name = _("statistics hour total")
+        verbose_name_plural = _("statistics hour totals")
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00"
+
+
+class TenantStatsWindow(models.Model):
+    """One tenant's usage over the days since ``since`` (the last 30), and when it was last used.
+
+    Kept by the flush (increments) and rebased once a day from
+    :class:`TenantStatsDay`; every column the admin sorts or filters on is indexed.
+    """
+
+    tenant = models.OneToOneField(
+        Tenant,
+        on_delete=models.CASCADE,
+        to_field="tenant_id",
+        related_name="stats_window",
+        verbose_name=_("tenant"),
+    )
+    since = models.DateField(_("since"))
+    switches = models.PositiveBigIntegerField(_("switches"), default=0, db_index=True)
+    requests = models.PositiveBigIntegerField(_("requests"), default=0, db_index=True)
+    denied_requests = models.PositiveBigIntegerField(_("denied requests"), default=0, db_index=True)
+    #: The last switch or served request, at any time (not only within the window).
+    last_activity = models.DateTimeField(_("last activity"), null=True, db_index=True)
+    #: The last denied request, kept apart: a refused request is not activity.
+    last_denied = models.DateTimeField(_("last denied request"), null=True)
+
+    class Meta:
+        verbose_name = _("tenant statistics window")
+        verbose_name_plural = _("tenant statistics windows")
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} since {self.since:%Y-%m-%d}"
+
+
+class TenantStatistics(Tenant):
+    """The statistics page's entry in the admin's app list (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("statistics")
+        verbose_name_plural = _("statistics")
 
 
 class UserRuntimeContext(models.Model):

@@ -35,14 +35,18 @@ class Pending:
     switches: int = 0
     requests: int = 0
     denied_requests: int = 0
+    #: Epoch seconds of the last switch or served request (denied ones do not count).
     last_activity: float = 0.0
+    #: Epoch seconds of the last denied request, kept apart from ``last_activity``.
+    last_denied: float = 0.0
 
     def add(self, other: Pending) -> None:
-        """Add *other*'s counts to these; the later of the two last activities stays."""
+        """Add *other*'s counts to these; the later of each pair of moments stays."""
         self.switches += other.switches
         self.requests += other.requests
         self.denied_requests += other.denied_requests
         self.last_activity = max(self.last_activity, other.last_activity)
+        self.last_denied = max(self.last_denied, other.last_denied)
 
 
 def _drain(events: deque[Any]) -> list[Any]:
@@ -112,15 +116,20 @@ class Counters:
         now = time.time()
         hour = int(now // 3600) * 3600
         pending = self._pending
-        for field, events in (
-            ("switches", opened),
-            ("requests", requests),
-            ("denied_requests", denied),
-        ):
-            for tenant_id, count in Counter(events).items():
-                entry = pending[(tenant_id, hour)]
-                setattr(entry, field, getattr(entry, field) + count)
+        for tenant_id, count in Counter(opened).items():
+            entry = pending[(tenant_id, hour)]
+            entry.switches += count
+            entry.last_activity = now
+        refused = Counter(denied)
+        for tenant_id, count in Counter(requests).items():
+            entry = pending[(tenant_id, hour)]
+            entry.requests += count
+            if count > refused[tenant_id]:  # at least one was served
                 entry.last_activity = now
+        for tenant_id, count in refused.items():
+            entry = pending[(tenant_id, hour)]
+            entry.denied_requests += count
+            entry.last_denied = now
 
     @property
     def total_switches(self) -> int:

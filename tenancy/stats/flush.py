@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from ..conf import tenancy_settings
 from .counters import Pending, counters
+from .rollup import roll_up
 from .shared import Batch, Snapshot, shared_counts
 from .upsert import add_counts
 
@@ -205,16 +206,26 @@ def write_pending(
     """Add *pending* to the buckets in one transaction; return how many were written.
 
     The buckets are written in a constant number of statements (see
-    :mod:`tenancy.stats.upsert`). With *batch* (a shared batch's ``(epoch, seq)``)
+    :mod:`tenancy.stats.upsert`), and so are the roll-ups the admin reads
+    (:mod:`tenancy.stats.rollup`). With *batch* (a shared batch's ``(epoch, seq)``)
     the batch is recorded in the same transaction, and a batch recorded
     already writes nothing and returns 0: folding it again adds nothing.
     """
-    from ..models import TenantStatsBucket
+    from ..models import Tenant, TenantStatsBucket
 
     with transaction.atomic(using=using):
         if batch is not None and not _record_batch(batch, using):
             return 0
         written = add_counts(TenantStatsBucket, pending, using=using)
+        known = pending
+        if written < len(pending):  # deleted tenants: their counts were left out
+            kept = set(
+                Tenant.objects.using(using)
+                .filter(tenant_id__in={tenant_id for tenant_id, _ in pending})
+                .values_list("tenant_id", flat=True)
+            )
+            known = {key: counts for key, counts in pending.items() if key[0] in kept}
+        roll_up(known, using=using)
     if written < len(pending):
         logger.info("Dropped %d statistics buckets of deleted tenants.", len(pending) - written)
     return written
