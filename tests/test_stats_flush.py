@@ -70,7 +70,11 @@ def test_flush_adds_to_existing_buckets_with_increments(tenants):
     assert (bucket.switches, bucket.requests, bucket.denied_requests) == (6, 9, 3)
     # The later activity stays: an older batch never moves last_activity back.
     assert bucket.last_activity == datetime.fromtimestamp(HOUR + 10, tz=UTC)
-    (upsert,) = [q["sql"] for q in queries if q["sql"].lstrip().startswith("INSERT")]
+    (upsert,) = [
+        q["sql"]
+        for q in queries
+        if q["sql"].lstrip().startswith("INSERT") and "tenantstatsbucket" in q["sql"].split("(")[0]
+    ]
     assert "ON CONFLICT" in upsert and "switches + excluded.switches" in upsert.lower()
 
 
