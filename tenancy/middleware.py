@@ -30,6 +30,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.exception import response_for_exception
 from django.core.signals import setting_changed
+from django.db.utils import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
@@ -37,7 +38,12 @@ from django.utils.module_loading import import_string
 
 from .conf import tenancy_settings
 from .current import _CONTEXT, bind, bind_owned, get_current_user_id, reset_context
-from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
+from .exceptions import (
+    InvalidTenantIdError,
+    TenancyError,
+    TenancyUnavailableError,
+    TenantInactiveError,
+)
 from .ids import (
     CONTEXT_IDS,
     HEADER_SETTINGS,
@@ -45,8 +51,9 @@ from .ids import (
     is_valid_context_id,
     is_valid_request_id,
 )
+from .outage import report_failure
 from .registry import tenant_context
-from .request import meta_key
+from .request import denial_for, meta_key
 from .resolvers import TenantResolver
 from .state import TenantInfo
 from .stats.counters import counters
@@ -135,6 +142,8 @@ class TenantContextMiddleware:
         try:
             if failure is None:
                 response = self.get_response(request)
+            elif isinstance(failure, TenancyError):
+                response = _error_response(request, failure)
             else:
                 response = response_for_exception(request, failure)
             _finish(request, response, started, plan, values, info, error)
@@ -152,6 +161,8 @@ class TenantContextMiddleware:
         try:
             if failure is None:
                 response = await self.get_response(request)
+            elif isinstance(failure, TenancyError):
+                response = _error_response(request, failure)
             else:
                 response = await sync_to_async(response_for_exception, thread_sensitive=False)(
                     request, failure
@@ -165,8 +176,17 @@ class TenantContextMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         """Answer a ``TenancyError`` raised by a view with its status and JSON body."""
         if isinstance(exception, TenancyError):
-            return JsonResponse(exception.as_dict(), status=exception.status_code)
+            return _error_response(request, exception)
         return None
+
+
+def _error_response(request: HttpRequest, error: TenancyError) -> JsonResponse:
+    """The JSON answer to *error*, as the caller may see it (``UNIFORM_DENIAL``)."""
+    shown = denial_for(request, error)
+    response = JsonResponse(shown.as_dict(), status=shown.status_code)
+    if isinstance(shown, TenancyUnavailableError):
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 # Random bytes for request ids, read from the OS 4 KiB at a time (a system call
@@ -228,10 +248,12 @@ def _resolve(request: HttpRequest, plan: _Plan) -> Outcome:
             claim = resolver.resolve(request)
             if claim is not None:
                 return claim, tenant_context.get_active_tenant(claim), None, None
+    except TenancyUnavailableError as exc:  # neither cache nor database answers: a 503
+        return claim, None, None, exc
     except TenancyError as exc:  # malformed, unknown or inactive: for the permissions
         return claim, None, exc, None
     except Exception as exc:  # a resolver or the database failed: answered in our frame
-        return claim, None, None, exc
+        return claim, None, None, _unavailable(exc)
     return None, None, None, None
 
 
@@ -243,11 +265,23 @@ async def _aresolve(request: HttpRequest, plan: _Plan) -> Outcome:
             claim = await resolver.aresolve(request)
             if claim is not None:
                 return claim, await tenant_context.aget_active_tenant(claim), None, None
+    except TenancyUnavailableError as exc:
+        return claim, None, None, exc
     except TenancyError as exc:
         return claim, None, exc, None
     except Exception as exc:
-        return claim, None, None, exc
+        return claim, None, None, _unavailable(exc)
     return None, None, None, None
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """A resolver's own database outage is a 503 too; any other exception stays as it is."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        report_failure("The database", exc, "a tenant resolver failed: answering 503")
+        unavailable = TenancyUnavailableError()
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
 
 
 def _bind_outcome(

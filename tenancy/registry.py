@@ -43,6 +43,7 @@ from .exceptions import (
     TenantRequiredError,
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
+from .outage import database_guard
 from .state import MISS, LocalStore, SharedStore, TenantInfo, invalidate_on_commit, make_store
 from .stats.counters import _FOLD_AT, counters
 
@@ -239,7 +240,8 @@ class TenantContext:
     def _fetch(self, tenant_id: str) -> TenantInfo | None:
         from .models.tenants import Tenant
 
-        tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
+        with database_guard():
+            tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
         info = TenantInfo.from_model(tenant) if tenant is not None else None
         self.store.add(tenant_id, info)
         return info

@@ -31,6 +31,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 
 from .conf import tenancy_settings
+from .outage import guarded_cache
 
 if TYPE_CHECKING:
     from .models.tenants import Tenant
@@ -152,7 +153,9 @@ def make_store(using: str) -> LocalStore | SharedStore:
     timeout = float(tenancy_settings.CACHE_TIMEOUT)
     if isinstance(cache, (LocMemCache, DummyCache)):
         return LocalStore(timeout)
-    return SharedStore(cache, f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:tenant:", timeout)
+    # Guarded: a cache that fails is a miss, and the database answers (tenancy.outage).
+    guarded = guarded_cache(tenancy_settings.CACHE_ALIAS)
+    return SharedStore(guarded, f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:tenant:", timeout)
 
 
 def read_through(store: Any, key: str, fetch: Callable[[], Any]) -> Any:
