@@ -17,7 +17,7 @@ class TenancyConfig(AppConfig):
         from django.core.signals import setting_changed
         from django.db.models.signals import post_delete, post_save
 
-        from . import checks, membership, receivers
+        from . import checks, membership, receivers, signals
         from .models import Tenant, TenantMembership
         from .stats.flush import scheduler
 
@@ -28,5 +28,8 @@ class TenancyConfig(AppConfig):
         post_save.connect(changed, sender=TenantMembership, dispatch_uid="tenancy.member.saved")
         post_delete.connect(changed, sender=TenantMembership, dispatch_uid="tenancy.member.deleted")
         setting_changed.connect(receivers.settings_changed, dispatch_uid="tenancy.settings")
+        signals.tenant_unregistering.connect(
+            receivers.tenant_unregistering, dispatch_uid="tenancy.unregistering"
+        )
         # Counts still in memory at a clean exit are written, not lost.
         atexit.register(scheduler.shutdown)

@@ -44,6 +44,7 @@ __all__ = [
     "LIVE_KEYS",
     "cleanup_inactive_user_contexts",
     "clear_user_setting",
+    "forget_tenant",
     "get_user_llm_instance",
     "get_user_mcp_client",
     "get_user_model",
@@ -324,4 +325,26 @@ def cleanup_inactive_user_contexts(max_age_hours: float = 24) -> int:
             del _live[slot]
     if removed:
         logger.info("Removed %d user runtime contexts idle for %s hours", removed, max_age_hours)
+    return removed
+
+
+def forget_tenant(tenant_id: str, using: str | None = None) -> int:
+    """Delete every user's settings in *tenant_id*'s scope; return how many rows went.
+
+    Called for ``tenant_unregistering``, inside the unregister's transaction:
+    the stored rows go with it, and this process's live objects of the scope
+    once it commits. Other processes' live objects of the tenant stay until
+    :func:`cleanup_inactive_user_contexts` or a restart: they are never read
+    for another tenant, because every read is keyed by the tenant id.
+    """
+    model = _model()
+    using = using or router.db_for_write(model)
+    removed, _ = model.objects.using(using).filter(scope=tenant_id).delete()
+
+    def drop_live() -> None:
+        with _live_lock:
+            for slot in [slot for slot in _live if slot[1] == tenant_id]:
+                del _live[slot]
+
+    transaction.on_commit(drop_live, using=using)
     return removed
