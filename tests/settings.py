@@ -60,6 +60,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory: threads and subprocesses of the tests share it.
     DATABASES["default"]["TEST"]["NAME"] = os.path.abspath(_db_path)
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://tests")}
+if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
+    # A Redis that stops answering fails fast (docs/production.md).
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        socket_connect_timeout=1, socket_timeout=1
+    )
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -40,6 +40,9 @@ def test_default_settings_pass():
         ({"STATS_FLUSH_INTERVAL": "10"}, ["tenancy.E006"]),
         ({"RUNTIME_DEFAULTS": None}, ["tenancy.E007"]),
         ({"MEMORY_MAX_INSTANCES": 0}, ["tenancy.E008"]),
+        ({"CACHE_RETRY_INTERVAL": -1}, ["tenancy.E006"]),
+        ({"OUTAGE_LOG_INTERVAL": None}, ["tenancy.E006"]),
+        ({"UNIFORM_DENIAL": "yes"}, ["tenancy.E011"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
         ({"RESOLVERS": [123]}, ["tenancy.E004"]),
         ({"RESOLVERS": ["tenancy.resolvers.SubdomainResolver"]}, ["tenancy.E012"]),
@@ -172,3 +175,32 @@ def test_a_model_not_scoped_with_a_relation_to_a_scoped_model_is_warned():
         warnings[0].msg
     )
     assert "TenantScopedModel" in warnings[0].hint
+
+
+@pytest.mark.parametrize(
+    ("cache", "expected"),
+    [
+        ({"BACKEND": "django.core.cache.backends.redis.RedisCache"}, ["tenancy.W004"]),
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "OPTIONS": {"socket_timeout": 0.5},
+            },
+            ["tenancy.W004"],
+        ),
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            },
+            [],
+        ),
+        ({"BACKEND": "django_redis.cache.RedisCache"}, ["tenancy.W004"]),
+        ({"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, []),
+    ],
+)
+def test_a_redis_cache_without_socket_timeouts_is_reported(cache, expected):
+    with override_settings(CACHES={"default": cache}):
+        messages = check_settings()
+    assert ids(messages) == expected
+    assert all("OPTIONS" in m.hint for m in messages)
