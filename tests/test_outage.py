@@ -203,6 +203,31 @@ def test_drf_views_and_switch_are_served_while_redis_is_down(caller, redis_cache
     assert missing.status_code == 403 and missing.json()["code"] == "tenant_not_registered"
 
 
+def test_memberships_are_read_from_the_database_while_redis_is_down(
+    caller, redis_cache, two_tenants
+):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from tenancy.models import TenantMembership
+
+    user = get_user_model().objects.create_user("alice", password="pw")
+    TenantMembership.objects.create(tenant_id="acme", user=user)
+    token = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    warm = caller.get("/outage/member", headers={"X-Tenant-ID": "globex", **token})
+    assert warm.status_code == 403  # and the memberships are cached in Redis
+    assert any(":members:" in key for key in redis_cache.keys())
+    redis_cache.kill()
+    mine = caller.get("/outage/member", headers={"X-Tenant-ID": "acme", **token})
+    assert mine.status_code == 200 and mine.json()["projects"] == two_tenants["acme"]
+    foreign = caller.get("/outage/member", headers={"X-Tenant-ID": "globex", **token})
+    assert foreign.status_code == 403 and foreign.json()["code"] == "tenant_access_denied"
+    # A membership added during the outage counts at once.
+    TenantMembership.objects.create(tenant_id="globex", user=user)
+    now = caller.get("/outage/member", headers={"X-Tenant-ID": "globex", **token})
+    assert now.status_code == 200 and now.json()["projects"] == two_tenants["globex"]
+
+
 def test_a_redis_that_stops_answering_fails_fast_with_socket_timeouts(redis_cache, two_tenants):
     """SIGSTOP: connections are accepted and never answered; the socket timeout ends each wait."""
     from tests.conftest import Caller
