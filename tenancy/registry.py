@@ -380,7 +380,6 @@ class TenantContext:
 
         Models marked ``deleted_with_tenant`` are not listed: their rows go with it.
         """
-
         return [
             model._meta.label
             for model in _scoped_models(deleted_with_tenant=False)

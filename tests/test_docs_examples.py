@@ -51,22 +51,3 @@ def test_doc_examples_run(name, tenants, capsys):
         "memory.md": "['collection-789']",
     }[name]
     assert expected in out
-
-
-def test_production_settings_pass_the_checks():
-    """docs/production.md's settings: Redis with socket timeouts, UNIFORM_DENIAL on, no message."""
-    from django.test import override_settings
-
-    from tenancy.checks import check_settings
-
-    blocks = [
-        block
-        for block in BLOCK.findall((DOCS / "production.md").read_text())
-        if block.lstrip().startswith("# settings.py")
-    ]
-    assert len(blocks) == 1
-    namespace: dict = {}
-    exec(compile(blocks[0], str(DOCS / "production.md"), "exec"), namespace)
-    assert namespace["TENANCY"]["UNIFORM_DENIAL"] is True
-    with override_settings(CACHES=namespace["CACHES"], TENANCY=namespace["TENANCY"]):
-        assert check_settings() == []

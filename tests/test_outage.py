@@ -385,6 +385,22 @@ def test_guard_lets_a_missing_key_of_incr_raise():
     assert GuardedCache(backend, "flaky-incr").incr("missing") is None
 
 
+def test_the_production_settings_pass_the_checks():
+    """docs/production.md's settings: Redis with socket timeouts, UNIFORM_DENIAL on, no message."""
+    import re
+
+    from tenancy.checks import check_settings
+
+    text = (ROOT / "docs" / "production.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "# settings.py" in b]
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "docs/production.md", "exec"), namespace)
+    assert namespace["TENANCY"]["UNIFORM_DENIAL"] is True
+    with override_settings(CACHES=namespace["CACHES"], TENANCY=namespace["TENANCY"]):
+        assert check_settings() == []
+
+
 def test_describe_error_escapes_and_shortens():
     text = describe_error(ConnectionError("line one\nline two\x1b[31m" + "x" * 500))
     assert text.startswith("ConnectionError: 'line one\\nline two\\x1b[31m")
