@@ -415,7 +415,7 @@ def test_describe_error_escapes_and_shortens():
 
 
 @contextlib.contextmanager
-def run_outage_server(redis_url, log_path):
+def run_outage_server(redis_url, log_path, db_name=None):
     """Serve the outage settings with uvicorn on a free port; always stop it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -424,7 +424,7 @@ def run_outage_server(redis_url, log_path):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.outage_settings",
-        "TENANCY_SERVER_DB_NAME": str(connection.settings_dict["NAME"]),
+        "TENANCY_SERVER_DB_NAME": db_name or str(connection.settings_dict["NAME"]),
         "TENANCY_OUTAGE_REDIS_URL": redis_url,
         "PYTHONPATH": str(ROOT),
     }
@@ -520,3 +520,33 @@ def test_a_uvicorn_server_rides_out_a_redis_outage(two_tenants, redis_server, tm
     warnings = [line for line in log.splitlines() if "logger=tenancy.outage" in line]
     assert any("level=WARNING" in line and "ConnectionError" in line for line in warnings), log
     assert any("answers again" in line for line in warnings), warnings
+
+
+@pytest.mark.server
+def test_a_uvicorn_server_without_cache_and_database_answers_json_503s(
+    transactional_db, redis_server, tmp_path
+):
+    redis_server.kill()
+    if connection.vendor == "sqlite":
+        missing = str(tmp_path / "missing" / "db.sqlite3")
+    else:
+        missing = "tenancy_no_such_database"
+    log_path = tmp_path / "server.log"
+    with run_outage_server(redis_server.url, log_path, db_name=missing) as url:
+        responses = [
+            httpx.get(url + target, headers={"X-Tenant-ID": tenant_id})
+            for target in SERVER_PATHS
+            for tenant_id in ("acme", "nobody")
+            for _ in range(3)
+        ]
+        no_claim = httpx.get(url + "/outage/open")
+    assert no_claim.status_code == 200
+    assert {r.status_code for r in responses} == {503}
+    for response in responses:
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["code"] == "tenancy_unavailable"
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    warnings = [line for line in log.splitlines() if "answering 503" in line]
+    assert len(warnings) == 1, warnings  # once per OUTAGE_LOG_INTERVAL, not per request
+    assert "level=WARNING" in warnings[0] and "OperationalError" in warnings[0]
