@@ -182,3 +182,22 @@ def test_unregistering_is_sent_inside_the_transaction_before_unregistered(popula
         ("unregistering", "globex", "default", True, []),
         ("unregistered", "globex"),
     ]
+
+
+def test_live_objects_left_in_another_process_never_reach_a_new_tenant_of_the_id(user):
+    from tenancy.models import Tenant
+
+    tenancy.register_tenant("acme", "Acme")
+    client = object()
+    with tenancy.switch("acme"):
+        runtime.set_user_llm_instance(client, user.pk)
+        assert runtime.get_user_llm_instance(user.pk) is client
+    # As another process sees it: the tenant is gone, and this process was not told.
+    Tenant.objects.filter(tenant_id="acme").delete()
+    tenancy.tenant_context.reset_cache()
+    tenancy.register_tenant("acme", "Acme again")
+    with tenancy.switch("acme"):
+        assert runtime.get_user_llm_instance(user.pk) is None
+        runtime.set_user_llm_instance(client, user.pk)  # the new tenant's own
+        assert runtime.get_user_llm_instance(user.pk) is client
+    assert runtime.get_user_llm_instance(user.pk) is None  # global scope: never set
