@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from .conf import tenancy_settings
 from .current import get_current_tenant_id, get_current_user_id
+from .ids import is_valid_tenant_id
 from .registry import tenant_context
 
 __all__ = [
@@ -180,7 +181,7 @@ def _generation(scope: str) -> Any:
     tenant: the live objects of the first are never handed to the second, in
     any process (this one drops them at once, see :func:`forget_tenant`).
     """
-    if not scope:
+    if not scope or not is_valid_tenant_id(scope):  # a bound id no tenant can have
         return None
     info = tenant_context.get_tenant(scope)
     return None if info is None else info.created_at

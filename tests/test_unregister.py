@@ -201,3 +201,10 @@ def test_live_objects_left_in_another_process_never_reach_a_new_tenant_of_the_id
         runtime.set_user_llm_instance(client, user.pk)  # the new tenant's own
         assert runtime.get_user_llm_instance(user.pk) is client
     assert runtime.get_user_llm_instance(user.pk) is None  # global scope: never set
+
+
+def test_live_objects_work_under_any_bound_id(user):
+    for scope in ("default", "ghost"):  # reserved, and well-formed but unregistered
+        with tenancy.Context(tenant_id=scope, validate_tenant=False):
+            runtime.set_user_mcp_client("client", user.pk)
+            assert runtime.get_user_mcp_client(user.pk) == "client"
