@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   create .venv, install, migrate, seed, serve the demo on 127.0.0.1:8000
-#   make test   install what the tests need (Chromium included) and run the whole suite
+#   make test   install what the tests need (Chromium included unless SKIP_BROWSER=1) and run
+#               the whole suite
 # Other interpreters and Django versions get a virtualenv of their own, e.g.
 #   make test VENV=.venv-py313 PYTHON=python3.13 DJANGO_SPEC='django>=6,<7'
 # and `make bench` runs the benchmarks in bench/.venv (see bench/README.md).
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(if $(DJANGO_SPEC),'$(DJANGO_SPEC)',)
+	$(BIN)/python -m pip install --quiet -e '.[demo,test]' $(if $(DJANGO_SPEC),'$(DJANGO_SPEC)',)
 	@echo '$(DJANGO_SPEC)' > $@
 
 FORCE:
@@ -38,15 +39,23 @@ demo: $(STAMP)
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-# Debian's Chromium for tests/test_browser.py (installed when missing and we are root).
+# Debian's Chromium for tests/test_browser.py, installed when missing and we are root:
+# the packages chromium and fonts-liberation with their dependencies, no recommended
+# packages (no daemons). SKIP_BROWSER=1 skips this step (without Chromium the browser test
+# is skipped).
+BROWSER_PACKAGES := chromium fonts-liberation
+
 browser:
-	@if [ -x "$(CHROMIUM)" ]; then :; \
+	@if [ -n "$(SKIP_BROWSER)" ]; then \
+	  echo "SKIP_BROWSER is set: not installing Chromium (without it the browser test is skipped)"; \
+	elif [ -x "$(CHROMIUM)" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "Installing Debian's chromium for the browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  echo "Installing $(BROWSER_PACKAGES) with apt-get --no-install-recommends for the browser test (SKIP_BROWSER=1 skips this)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) \
 	    || echo "Could not install chromium: the browser test will not run"; \
 	else \
-	  echo "No Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' for the browser test"; \
+	  echo "No Chromium at $(CHROMIUM): run 'sudo apt-get install --no-install-recommends $(BROWSER_PACKAGES)' for the browser test"; \
 	fi
 
 test: $(STAMP) browser

@@ -8,6 +8,7 @@ key of ``bench.stacks.STACKS``) and turn the access log on with
 """
 
 import os
+from typing import Any
 
 from bench.stacks import ACCESS_LOGGER, CONTEXT_LOGGERS, ORDINARY_LOGGER, STACKS
 
@@ -72,6 +73,15 @@ class _Discard:
 
 DISCARD = _Discard()
 
+
+class NoRequestId:
+    """The logging endpoint's filter without either product: ``request_id`` is ``-``."""
+
+    def filter(self, record: Any) -> bool:
+        record.request_id = "-"
+        return True
+
+
 # One handler for the access log and the ordinary line: each line is formatted
 # and handed to DISCARD. The access logger is only enabled (INFO) where a
 # benchmark asks for it.
@@ -85,6 +95,7 @@ LOGGING = {
     "filters": {
         "tenancy": {"()": "tenancy.log.TenantContextFilter"},
         "log_request_id": {"()": "log_request_id.filters.RequestIDFilter"},
+        "none": {"()": "bench.settings.NoRequestId"},
     },
     "handlers": {
         "discard": {

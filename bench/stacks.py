@@ -21,7 +21,10 @@ ORDINARY_LOGGER = "bench.ordinary"
 #: Loggers of the logging endpoint, one per stack: each handler carries that
 #: stack's own filter (tenancy's TenantContextFilter, django-log-request-id's
 #: RequestIDFilter), which copies the request's id into every record.
+#: ``none`` is the logging endpoint without either product: its filter only sets
+#: the ``request_id`` the format needs to ``-``, the least any filter costs.
 CONTEXT_LOGGERS = {
+    "none": "bench.logged.none",
     "tenancy": "bench.logged.tenancy",
     "log_request_id": "bench.logged.log_request_id",
 }

@@ -140,17 +140,27 @@ def in_process(rounds: int) -> list[report.Check]:
 
 
 # Benchmark 2d: (endpoint, path of each stack). The logging endpoint logs one line
-# through a handler carrying the stack's own log filter (bench.settings).
+# through a handler carrying the stack's own log filter (bench.settings); its
+# baseline ("bare") logs the same line with neither product installed, and
+# "bare_own"/"bare_peer" show each product's filter without its middleware.
 ENDPOINTS = {
     "plain": {stack: "/plain" for stack in ("bare", "tenancy", "log_request_id")},
     "DRF": {stack: "/hello" for stack in ("bare", "tenancy", "log_request_id")},
     "logging": {
-        "bare": "/logged/tenancy",
+        "bare": "/logged/none",
+        "bare_own": "/logged/tenancy",
         "bare_peer": "/logged/log_request_id",
         "tenancy": "/logged/tenancy",
         "log_request_id": "/logged/log_request_id",
     },
 }
+
+
+# The logging endpoint's filters without their middleware: (label, stack, name).
+FILTERS_ALONE = (
+    ("bare_own", "tenancy", "tenancy"),
+    ("bare_peer", "log_request_id", "django-log-request-id"),
+)
 
 
 def by_endpoint(rounds: int) -> list[report.Check]:
@@ -159,8 +169,11 @@ def by_endpoint(rounds: int) -> list[report.Check]:
     The handler Django serves with (middleware chain, URL resolving, the view,
     the request_started/finished signals), called directly: no test client and
     its instrumentation around it, so a few µs of middleware stand out of the noise.
-    Each stack is compared with no middleware on the same endpoint; on the logging
-    endpoint, each stack's baseline logs through that stack's own filter.
+    Each stack is compared with no middleware on the same endpoint. On the logging
+    endpoint a stack is what a user installs (the middleware and its log filter),
+    compared with the same line logged with neither; each product's filter alone,
+    without its middleware, is shown as well (django-log-request-id's filter is
+    slower without its middleware than with it, tenancy's the other way round).
     """
     from django.core.handlers.wsgi import WSGIHandler
     from django.core.signals import request_finished
@@ -206,10 +219,19 @@ def by_endpoint(rounds: int) -> list[report.Check]:
     checks = []
     for endpoint in ENDPOINTS:
         base = us[f"{endpoint}:bare"]
-        peer_base = us.get(f"{endpoint}:bare_peer", base)
         ours = timing.paired_difference(us[f"{endpoint}:tenancy"], base)
-        theirs = timing.paired_difference(us[f"{endpoint}:log_request_id"], peer_base)
+        theirs = timing.paired_difference(us[f"{endpoint}:log_request_id"], base)
         report.row(f"{endpoint} view, no middleware", base, "us")
+        for alone_label, stack, name in FILTERS_ALONE if endpoint == "logging" else ():
+            alone = us[f"{endpoint}:{alone_label}"]
+            on_top = timing.paired_difference(us[f"{endpoint}:{stack}"], alone)
+            added = timing.paired_difference(alone, base)
+            report.row(
+                f"  {name} filter alone",
+                alone,
+                "us",
+                note=f"{added:+7.1f}  (+{on_top:.1f} with mw)",
+            )
         report.row("  tenancy", us[f"{endpoint}:tenancy"], "us", note=f"{ours:+7.1f}")
         report.row(
             "  django-log-request-id",

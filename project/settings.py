@@ -7,6 +7,7 @@ DEBUG         default: True (this is a demo)
 ALLOWED_HOSTS default: 127.0.0.1,localhost
 LOG_FORMAT    default: kv (key=value lines); json for one JSON object per line
 LOG_LEVEL     default: INFO
+CELERY_BROKER_URL  default: none, and tasks run eagerly; redis://... for a worker
 """
 
 from pathlib import Path
@@ -100,6 +101,16 @@ TENANCY = {
     "RESOLVERS": ["tenancy.resolvers.HeaderResolver", "tenancy.resolvers.MembershipResolver"],
 }
 
+# Celery: a worker against CELERY_BROKER_URL when it is set (celery -A project worker),
+# else every task runs eagerly, in the process that publishes it.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if CELERY_BROKER_URL:
+    CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
+else:
+    CELERY_BROKER_URL = "memory://"
+    CELERY_TASK_ALWAYS_EAGER = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the context-rich log lines below
+
 # One line per record with the request's context: key=value (default) or JSON (LOG_FORMAT=json).
 LOGGING = {
     "version": 1,
@@ -117,6 +128,9 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Replaces Django's default console handler, so each line is written once.
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    # Replace Django's own handlers (docs/logging.md): each line formatted, and written once.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

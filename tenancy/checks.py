@@ -109,6 +109,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for key in (
         "CACHE_TIMEOUT",
         "STATS_FLUSH_INTERVAL",
+        "STATE_RECHECK_INTERVAL",
         "CACHE_RETRY_INTERVAL",
         "OUTAGE_LOG_INTERVAL",
     ):
@@ -138,15 +139,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "tenancy.E007",
             )
         )
-    max_instances = conf["MEMORY_MAX_INSTANCES"]
-    if isinstance(max_instances, bool) or not isinstance(max_instances, int) or max_instances < 1:
-        errors.append(
-            _error(
-                "TENANCY['MEMORY_MAX_INSTANCES'] must be a positive integer.",
-                f"The default is {DEFAULTS['MEMORY_MAX_INSTANCES']}.",
-                "tenancy.E008",
+    for key in ("MEMORY_MAX_INSTANCES", "LOCAL_CACHE_SIZE"):
+        value = conf[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                _error(
+                    f"TENANCY[{key!r}] must be a positive integer.",
+                    f"The default is {DEFAULTS[key]}.",
+                    "tenancy.E008",
+                )
             )
-        )
     logger_name = conf["ACCESS_LOGGER"]
     if not isinstance(logger_name, str) or not logger_name:
         errors.append(

@@ -77,13 +77,15 @@ class RuntimeContext:
     _data: dict[str, Any]
     # The log record attributes tenancy.log derives from this snapshot, set on
     # first use (see set_log_fields); they never go stale, as _data never changes.
-    _log_fields: dict[str, Any]
+    _log_fields: dict[str, Any] | None
     # The tenant id of this snapshot once the registry found it registered (see
     # tenancy.registry.require_tenant_id): later scoped queries skip the lookup.
-    _registered_tenant: str
+    _registered_tenant: str | None
 
     def __init__(self, variables: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", dict(variables) if variables else {})
+        object.__setattr__(self, "_log_fields", None)
+        object.__setattr__(self, "_registered_tenant", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("RuntimeContext is immutable; use replace() or Context(...)")
@@ -132,14 +134,19 @@ class RuntimeContext:
 _new = object.__new__
 _set_data = RuntimeContext.__dict__["_data"].__set__
 #: Store the log fields derived from a snapshot on it (used by tenancy.log).
-set_log_fields = RuntimeContext.__dict__["_log_fields"].__set__
+set_log_fields = _set_log_fields = RuntimeContext.__dict__["_log_fields"].__set__
 #: Record that a snapshot's tenant is registered (used by tenancy.registry).
-set_registered_tenant = RuntimeContext.__dict__["_registered_tenant"].__set__
+set_registered_tenant = _set_registered = RuntimeContext.__dict__["_registered_tenant"].__set__
 
 
 def _wrap(data: dict[str, Any]) -> RuntimeContext:
     ctx = _new(RuntimeContext)
     _set_data(ctx, data)
+    # Unset slots start as None: reading an empty slot raises AttributeError,
+    # which costs more than the two stores (the first log line and the first
+    # scoped query of every request read them).
+    _set_log_fields(ctx, None)
+    _set_registered(ctx, None)
     return ctx
 
 
@@ -209,6 +216,8 @@ def bind_owned(data: dict[str, Any]) -> Token[RuntimeContext | None]:
         data = merged
     ctx = _new(RuntimeContext)
     _set_data(ctx, data)
+    _set_log_fields(ctx, None)
+    _set_registered(ctx, None)
     return _set(ctx)
 
 
@@ -240,6 +249,8 @@ def bind_value(key: str, value: Any, *, intern: bool = False) -> Token[RuntimeCo
         data[key] = value
     ctx = _new(RuntimeContext)
     _set_data(ctx, data)
+    _set_log_fields(ctx, None)
+    _set_registered(ctx, None)
     return _set(ctx)
 
 

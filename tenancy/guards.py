@@ -10,7 +10,9 @@ Three rules hold on every write path (``save()``, ``bulk_create()``,
   ``select_related()`` and ``row.parent`` can never cross tenants.
 
 Every refusal raises ``TenantAccessDenied`` (or ``TenantRequiredError``) before
-anything is written.
+anything is written, but one: a foreign key set from an expression is computed
+by the database, so ``update()`` proves it after the write, inside a savepoint
+that a refusal rolls back (:func:`prove_update_references`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import models, router
-from django.db.models import NOT_PROVIDED
+from django.db.models import NOT_PROVIDED, F
 
 from .current import bind, reset_context
 from .exceptions import TenantAccessDenied, TenantRequiredError
@@ -38,6 +40,7 @@ __all__ = [
     "check_row_tenant",
     "check_update_references",
     "moved_error",
+    "prove_update_references",
     "remember_db_state",
     "row_tenant_bound",
     "scoped_references",
@@ -137,17 +140,20 @@ def _cross_reference(model: type[models.Model], field: Any) -> TenantAccessDenie
 
 def check_references(
     objs: Iterable[Any], fields: Iterable[str] | None = None, using: str | None = None
-) -> None:
+) -> tuple[models.ForeignKey, ...]:
     """Refuse rows whose foreign keys point at rows of another tenant.
 
     A related instance already held is checked without a query; a bare id costs
     one query per foreign key (per batch); an id unchanged since the row was
-    read is not checked again.
+    read is not checked again. A key set to an expression (``bulk_update()``
+    accepts ``F()`` and friends) cannot be checked before the write: those
+    fields are returned, for :func:`prove_update_references` after it.
     """
     objs = list(objs)
     if not objs:
-        return
+        return ()
     model = type(objs[0])
+    unproven: list[models.ForeignKey] = []
     wanted = None if fields is None else set(fields)
     using = using or router.db_for_write(model)
     for field in scoped_references(model):
@@ -162,7 +168,10 @@ def check_references(
                 stored = getattr(obj, "_tenancy_db_state", {})
                 if field.attname in stored and stored[field.attname] == value:
                     continue  # read from the database like this: already consistent
-            if value is not None:
+            if hasattr(value, "resolve_expression"):
+                if field not in unproven:
+                    unproven.append(field)
+            elif value is not None:
                 pending.append((obj, value))
         if not pending:
             continue
@@ -171,17 +180,29 @@ def check_references(
             target = tenants.get(_key(field, value))
             if target is not None and target != obj.tenant_id:
                 raise _cross_reference(model, field)
+    return tuple(unproven)
 
 
-def check_update_references(queryset: Any, values: Mapping[str, Any]) -> None:
-    """Refuse ``queryset.update(fk=row)`` when *row* is of another tenant than the rows updated."""
+def check_update_references(
+    queryset: Any, values: Mapping[str, Any]
+) -> tuple[models.ForeignKey, ...]:
+    """Refuse ``queryset.update(fk=row)`` when *row* is of another tenant than the rows updated.
+
+    A plain value (a row or an id) is checked before the write. An expression
+    (``Value``, ``F()`` arithmetic, ``Cast``, ``Subquery``, ``Case``, a function)
+    is computed by the database, row by row, so it cannot be: its foreign keys
+    are returned, and the caller writes inside a savepoint and calls
+    :func:`prove_update_references` before releasing it.
+    """
     model = queryset.model
+    unproven: list[models.ForeignKey] = []
     for name, value in values.items():
         field = model._meta.get_field(name)
         if field not in scoped_references(model) or value is None:
             continue
         if hasattr(value, "resolve_expression"):
-            continue  # F() and friends read the row itself; not checkable here
+            unproven.append(field)
+            continue
         target = _target_tenants(field, [value], queryset.db).get(_key(field, value))
         if target is None:
             continue  # no such row: the database's foreign key answers
@@ -191,6 +212,32 @@ def check_update_references(queryset: Any, values: Mapping[str, Any]) -> None:
             mismatch = queryset.exclude(tenant_id=target).exists()
         if mismatch:
             raise _cross_reference(model, field)
+    return tuple(unproven)
+
+
+def prove_update_references(queryset: Any, fields: Iterable[models.ForeignKey]) -> None:
+    """After an ``update()`` that set *fields* from expressions: refuse any cross-tenant reference.
+
+    Runs inside the caller's savepoint, which rolls the update back when this
+    raises. One query per field: does any row (of the bound tenant, for a scoped
+    queryset; of every tenant, for ``unscoped``) now reference a row of another
+    tenant? Every other write path keeps that answer "no", so a "yes" can only
+    come from the update just made.
+    """
+    model = queryset.model
+    rows: models.QuerySet[Any] = models.QuerySet(model, using=queryset.db)
+    if queryset.is_tenant_scoped:
+        rows = rows.filter(tenant_id=require_tenant_id())
+    for field in fields:
+        crossed = rows.filter(**{f"{field.attname}__isnull": False}).exclude(
+            **{f"{field.name}__tenant_id": F("tenant_id")}
+        )
+        if crossed.exists():
+            raise TenantAccessDenied(
+                f"This update() would make a {model._meta.verbose_name} reference a "
+                f"{field.related_model._meta.verbose_name} of another tenant ({field.name}); "
+                "it was rolled back and nothing was written."
+            )
 
 
 def _not_yours(instance: Any, current: str, what: str) -> TenantAccessDenied:

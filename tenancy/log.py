@@ -79,36 +79,44 @@ def _printable(value: Any) -> str:
 
 _UNSET_FIELDS = dict.fromkeys(CONTEXT_FIELDS, _UNSET)
 _FIELD_NAMES = frozenset(CONTEXT_FIELDS)
-# Prefixes of the (tenant, agent, conversation) ids seen lately: a request's
-# first log line then costs a lookup, not a formatting (plain strings only).
-_PREFIXES: dict[tuple[Any, ...], str] = {}
-_PREFIXES_LIMIT = 1024
+# Every field but the request id, for the (tenant, user, agent, conversation,
+# collection) ids seen lately: the snapshots of all requests of one tenant and
+# user share one template, so making a snapshot's fields costs a lookup and a
+# copy. Plain strings only (``1`` and ``True`` are one key, not one line).
+_TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
+_TEMPLATES_LIMIT = 4096
 
 
 def _compute_fields(ctx: RuntimeContext | None) -> dict[str, Any]:
-    fields = _UNSET_FIELDS.copy()
     if ctx is None:
+        fields = _UNSET_FIELDS.copy()
         fields["context_prefix"] = ""
         return fields
     data = ctx._data
-    for key, value in data.items():  # the bound keys only: usually two or three
-        if value is not None and key in _FIELD_NAMES:
-            fields[key] = value
     get = data.get
-    tenant, agent, conversation = get("tenant_id"), get("agent_id"), get("conversation_id")
-    cacheable = (
-        (tenant is None or type(tenant) is str)
-        and (agent is None or type(agent) is str)
-        and (conversation is None or type(conversation) is str)
+    key = (
+        get("tenant_id"),
+        get("user_id"),
+        get("agent_id"),
+        get("conversation_id"),
+        get("collection_id"),
     )
-    prefix = _PREFIXES.get((tenant, agent, conversation)) if cacheable else None
-    if prefix is None:
-        prefix = _prefix(ctx)
-        if cacheable:
-            if len(_PREFIXES) >= _PREFIXES_LIMIT:
-                _PREFIXES.clear()
-            _PREFIXES[(tenant, agent, conversation)] = prefix
-    fields["context_prefix"] = prefix
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _UNSET_FIELDS.copy()
+        for name, value in data.items():
+            if value is not None and name in _FIELD_NAMES:
+                template[name] = value
+        template["request_id"] = _UNSET
+        template["context_prefix"] = _prefix(ctx)
+        if all(value is None or type(value) is str for value in key):
+            if len(_TEMPLATES) >= _TEMPLATES_LIMIT:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = template
+    fields = template.copy()
+    request_id = get("request_id")
+    if request_id is not None:
+        fields["request_id"] = request_id
     return fields
 
 
@@ -124,12 +132,11 @@ def _fields(ctx: RuntimeContext | None) -> dict[str, Any]:
     """
     if ctx is None:
         return _NO_CONTEXT
-    try:
-        return ctx._log_fields
-    except AttributeError:
+    fields = ctx._log_fields
+    if fields is None:
         fields = _compute_fields(ctx)
         set_log_fields(ctx, fields)
-        return fields
+    return fields
 
 
 def _apply(record: logging.LogRecord) -> bool:
@@ -141,13 +148,7 @@ def _apply(record: logging.LogRecord) -> bool:
     """
     # _fields() written out: this runs for every record.
     ctx = _get()
-    if ctx is None:
-        fields = _NO_CONTEXT
-    else:
-        try:
-            fields = ctx._log_fields
-        except AttributeError:
-            fields = _fields(ctx)
+    fields = _NO_CONTEXT if ctx is None else (ctx._log_fields or _fields(ctx))
     attrs = record.__dict__
     if attrs.keys().isdisjoint(fields):
         attrs.update(fields)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.sql import Query
 
@@ -35,6 +35,7 @@ from .guards import (
     check_row_tenant,
     check_update_references,
     moved_error,
+    prove_update_references,
     remember_db_state,
 )
 from .registry import bound_tenant_id, require_tenant_id
@@ -74,6 +75,8 @@ class TenantScopedQuerySet(models.QuerySet):
         # unscoped() passes an explicit, unfiltered query.
         self._tenant_scoped = model is not None and query is None
         self._cached_for: str | None = None
+        # Set by bulk_update() for the update() calls it makes, whose values it checked.
+        self._references_checked = False
         if self._tenant_scoped:
             self.query.add_q(Q(tenant_id=CurrentTenant()))
 
@@ -85,6 +88,7 @@ class TenantScopedQuerySet(models.QuerySet):
     def _clone(self) -> TenantScopedQuerySet:
         clone = super()._clone()  # type: ignore[misc]
         clone._tenant_scoped = self._tenant_scoped
+        clone._references_checked = self._references_checked
         return clone
 
     # -- reads: results cached under one tenant stay in that tenant ------------
@@ -185,8 +189,14 @@ class TenantScopedQuerySet(models.QuerySet):
             raise moved_error(self.model._meta.verbose_name)
         for obj in objs:
             check_row_tenant(obj)
-        check_references(objs, fields, using=self.db)
-        return super().bulk_update(objs, fields, *args, **kw)
+        if check_references(objs, fields, using=self.db):
+            # Expressions among the values: update() proves what the database wrote, and
+            # this savepoint (Django's own block has none) undoes every batch on a refusal.
+            with transaction.atomic(using=self.db):
+                return super().bulk_update(objs, fields, *args, **kw)
+        checked = self._clone()
+        checked._references_checked = True
+        return super(TenantScopedQuerySet, checked).bulk_update(objs, fields, *args, **kw)
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
 
@@ -194,8 +204,16 @@ class TenantScopedQuerySet(models.QuerySet):
         self._writable()
         if _TENANT_FIELDS.intersection(kwargs):
             raise moved_error(self.model._meta.verbose_name)
-        check_update_references(self, kwargs)
-        return super().update(**kwargs)
+        if self._references_checked:
+            return super().update(**kwargs)
+        unproven = check_update_references(self, kwargs)
+        if not unproven:
+            return super().update(**kwargs)
+        # Keys computed by the database: write, prove, and roll back on a cross reference.
+        with transaction.atomic(using=self.db):
+            updated = super().update(**kwargs)
+            prove_update_references(self, unproven)
+        return updated
 
     update.alters_data = True  # type: ignore[attr-defined]
 

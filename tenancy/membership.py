@@ -2,9 +2,10 @@
 
 One cache entry per user (in ``TENANCY["CACHE_ALIAS"]``, so every process
 sees the same answer with a shared cache) holds the ids of the user's tenants.
-Saving or deleting a ``TenantMembership`` drops the entry at once and writes
-the fresh state when the transaction commits; receivers are connected in
-``TenancyConfig.ready()``. ``QuerySet.update()`` and ``bulk_create()`` send no
+Saving or deleting a ``TenantMembership`` writes the fresh state when the
+transaction commits; until then only that transaction sees the change, and a
+rollback leaves the cache as it was (:mod:`tenancy.overlay`). Receivers are
+connected in ``TenancyConfig.ready()``. ``QuerySet.update()`` and ``bulk_create()`` send no
 signal: change memberships through ``save()``/``delete()``, or call
 :func:`invalidate_user`.
 """
@@ -17,7 +18,8 @@ from typing import Any
 
 from .conf import tenancy_settings
 from .outage import database_guard, guarded_cache
-from .state import SharedStore, invalidate_on_commit, read_through
+from .overlay import read_through, write
+from .state import SharedStore
 
 __all__ = ["invalidate_user", "is_member", "user_tenant_ids"]
 
@@ -49,7 +51,8 @@ def _fetch(user_pk: Any, using: str) -> tuple[str, ...]:
 
 def user_tenant_ids(user_pk: Any, using: str = "default") -> frozenset[str]:
     """Return the ids of the tenants the user with primary key *user_pk* belongs to."""
-    return frozenset(read_through(_store(using), _key(user_pk), lambda: _fetch(user_pk, using)))
+    ids = read_through(_store(using), _key(user_pk), lambda: _fetch(user_pk, using), using)
+    return frozenset(ids)
 
 
 def is_member(tenant_id: str, user_pk: Any, using: str = "default") -> bool:
@@ -58,8 +61,8 @@ def is_member(tenant_id: str, user_pk: Any, using: str = "default") -> bool:
 
 
 def invalidate_user(user_pk: Any, using: str = "default") -> None:
-    """Drop the user's cached memberships now; store the fresh ones once the transaction commits."""
-    invalidate_on_commit(_store(using), _key(user_pk), lambda: _fetch(user_pk, using), using)
+    """Store the user's fresh memberships once the transaction commits (at once outside one)."""
+    write(_store(using), _key(user_pk), lambda: _fetch(user_pk, using), using)
 
 
 def membership_changed(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:

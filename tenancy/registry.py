@@ -1,10 +1,12 @@
 """The tenant registry: lifecycle, the warm path, ``switch``/``aswitch``, the bound tenant.
 
 Tenant state is cached (:mod:`tenancy.state`) so that a warm switch makes no
-database query. Every change made through Django (this registry, the admin,
-``Tenant.save()``) invalidates the entry at once and writes the fresh state
-when the transaction commits. ``QuerySet.update()`` sends no signal: change
-tenants through the registry or ``save()``.
+database query and no network round trip. Every change made through Django
+(this registry, the admin, ``Tenant.save()``) writes the fresh state when its
+transaction commits; until then only that transaction sees it
+(:mod:`tenancy.overlay`), and a rollback leaves the caches as they were.
+``QuerySet.update()`` sends no signal: change tenants through the registry or
+``save()``.
 
 :func:`require_tenant_id` is the one answer to "which tenant is bound": the
 scoped managers, the write guards, the permissions and ``require_tenant()``
@@ -16,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import Token
 from typing import Any
@@ -44,7 +47,8 @@ from .exceptions import (
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
 from .outage import database_guard
-from .state import MISS, LocalStore, SharedStore, TenantInfo, invalidate_on_commit, make_store
+from .overlay import cached, load, write, writes_pending
+from .state import MISS, CoherentStore, LocalStore, TenantInfo, make_store
 from .stats.counters import _FOLD_AT, counters
 
 __all__ = [
@@ -60,6 +64,9 @@ _reset = _CONTEXT.reset
 _record_switch = counters.record_switch
 _switch_events = counters._switches
 _monotonic = time.monotonic
+# What the warm path reads while a transaction holds uncommitted tenant changes:
+# nothing, so every lookup takes the full path, which sees that transaction's view.
+_NO_WARM: OrderedDict[str, tuple[TenantInfo, float]] = OrderedDict()
 
 
 def bound_tenant_id() -> str | None:
@@ -89,10 +96,9 @@ def require_tenant_id() -> str:
     ctx = _get_context()
     if ctx is None:
         raise TenantRequiredError()
-    try:
-        return ctx._registered_tenant
-    except AttributeError:
-        pass
+    registered = ctx._registered_tenant
+    if registered is not None:
+        return registered
     tenant_id = ctx._data.get("tenant_id")
     if tenant_id is None or tenant_id in tenancy_settings.RESERVED_TENANT_IDS:
         raise TenantRequiredError()
@@ -113,8 +119,8 @@ class _Switch:
     entered (nested, or from another task or thread) is a ``RuntimeError``.
 
     Entering a warm tenant is the hot path of the whole package: one dict
-    lookup, one clock read, one snapshot (reused when nothing else is bound),
-    one ``ContextVar.set`` and one ``deque.append``, written out in
+    lookup, one clock read, one LRU ``move_to_end``, one snapshot (reused when
+    nothing else is bound), one ``ContextVar.set`` and one ``deque.append``, written out in
     ``__enter__`` because every Python call costs about as much as the set
     itself. Anything else (a shared cache, a miss, an inactive tenant, a
     malformed id) takes the full path through the registry, which raises.
@@ -134,12 +140,23 @@ class _Switch:
         if self._token is not None:
             raise _entered_twice()
         tenant_id = self._tenant_id
+        registry = self._registry
+        local = registry._local
         try:
-            entry = self._registry._local.get(tenant_id)
+            entry = local.get(tenant_id)
         except TypeError:  # unhashable, so malformed: the full path says so
             entry = None
-        if entry is None or entry[1] < _monotonic() or entry[0] is None or not entry[0].active:
-            return self._bind(self._registry.get_active_tenant(tenant_id))
+        if (
+            entry is None
+            or entry[1] < (now := _monotonic())
+            or now >= registry._recheck_at
+            or not entry[0].active
+        ):
+            return self._bind(registry.get_active_tenant(tenant_id))
+        try:
+            local.move_to_end(tenant_id)  # most recently used
+        except KeyError:  # evicted meanwhile by another thread
+            pass
         info: TenantInfo = entry[0]
         self._token = bind_value("tenant_id", info.tenant_id, intern=True)
         _record_switch(info.tenant_id)
@@ -151,13 +168,24 @@ class _Switch:
         if self._token is not None:
             raise _entered_twice()
         tenant_id = self._tenant_id
+        registry = self._registry
+        local = registry._local
         try:
-            entry = self._registry._local.get(tenant_id)
+            entry = local.get(tenant_id)
         except TypeError:
             entry = None
-        if entry is None or entry[1] < _monotonic() or entry[0] is None or not entry[0].active:
+        if (
+            entry is None
+            or entry[1] < (now := _monotonic())
+            or now >= registry._recheck_at
+            or not entry[0].active
+        ):
             # A cold lookup reads the database off the event loop.
-            return self._bind(await self._registry.aget_active_tenant(tenant_id))
+            return self._bind(await registry.aget_active_tenant(tenant_id))
+        try:
+            local.move_to_end(tenant_id)
+        except KeyError:
+            pass
         info: TenantInfo = entry[0]
         self._token = bind_value("tenant_id", info.tenant_id, intern=True)
         _record_switch(info.tenant_id)
@@ -211,10 +239,14 @@ class TenantContext:
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
-        self._store: LocalStore | SharedStore | None = None
-        # The local store's entries, read directly by a warm switch; always empty
-        # with a shared store, whose state must be read from the cache each time.
-        self._local: dict[str, tuple[Any, float]] = {}
+        self._store: LocalStore | CoherentStore | None = None
+        # The local LRU's entries, read directly by a warm switch (the local copy
+        # in front of a shared cache, too); _NO_WARM while a transaction holds
+        # uncommitted tenant changes.
+        self._local: OrderedDict[str, tuple[TenantInfo, float]] = _NO_WARM
+        # When the local entries must next be checked against other processes
+        # (the shared state version); never, with a local-memory cache.
+        self._recheck_at = 0.0
         self._store_lock = threading.Lock()
         _instances.add(self)
 
@@ -224,42 +256,55 @@ class TenantContext:
     # -- cached state ---------------------------------------------------------
 
     @property
-    def store(self) -> LocalStore | SharedStore:
+    def store(self) -> LocalStore | CoherentStore:
         store = self._store
         if store is None:
             with self._store_lock:
-                store = self._store = make_store(self.using)
-                self._local = store.data if isinstance(store, LocalStore) else {}
+                store = self._store
+                if store is None:
+                    store = self._store = make_store(self.using)
+                    self._recheck_at = 0.0
         return store
 
     def reset_cache(self) -> None:
         """Forget every cached tenant and re-read the cache settings (tests, settings changes)."""
-        self._local = {}
+        self._local = _NO_WARM
         self._store = None
+        self._recheck_at = 0.0
 
     def _fetch(self, tenant_id: str) -> TenantInfo | None:
         from .models.tenants import Tenant
 
         with database_guard():
             tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
-        info = TenantInfo.from_model(tenant) if tenant is not None else None
-        self.store.add(tenant_id, info)
-        return info
+        return TenantInfo.from_model(tenant) if tenant is not None else None
+
+    def _load(self, tenant_id: str) -> TenantInfo | None:
+        """Read *tenant_id* from the database and keep it (in this transaction only, inside one)."""
+        value: TenantInfo | None = load(
+            self.store, tenant_id, lambda: self._fetch(tenant_id), self.using
+        )
+        return value
+
+    def _refresh(self, store: LocalStore | CoherentStore) -> None:
+        """Keep the warm path true: recheck other processes' changes when due; re-enable it."""
+        if _monotonic() >= self._recheck_at:
+            self._recheck_at = store.recheck()
+        if self._local is _NO_WARM:
+            with self._store_lock:
+                if self._store is store and not writes_pending(store.name):
+                    self._local = store.data
 
     def _peek(self, tenant_id: Any) -> Any:
         """Return the cached ``TenantInfo``, ``None`` for a known absence, or ``MISS``.
 
-        Raises ``InvalidTenantIdError`` for a malformed id. A hit in the local
-        store skips the format check: only validated ids are ever stored.
+        Raises ``InvalidTenantIdError`` for a malformed id. Inside a transaction
+        the answer is that transaction's (:func:`tenancy.overlay.cached`).
         """
         store = self.store
-        if store.shared or type(tenant_id) is not str:
-            validate_tenant_id(tenant_id)
-            return store.get(tenant_id)
-        value = store.get(tenant_id)
-        if value is MISS:
-            validate_tenant_id(tenant_id)
-        return value
+        self._refresh(store)
+        validate_tenant_id(tenant_id)
+        return cached(store, tenant_id, self.using)
 
     def is_cached(self, tenant_id: str) -> bool:
         """Return True when *tenant_id*'s state is known without a database query."""
@@ -267,24 +312,30 @@ class TenantContext:
 
     def _lookup(self, tenant_id: Any) -> TenantInfo | None:
         info = self._peek(tenant_id)
-        return self._fetch(tenant_id) if info is MISS else info
+        return self._load(tenant_id) if info is MISS else info
 
     def _warm(self, tenant_id: Any) -> TenantInfo | None:
         """Return the tenant if the local store holds it fresh and active, else ``None``.
 
-        The hot path of every switch and request: one dict lookup and one clock
-        read, no validation (only validated ids are ever stored). Anything else
-        (a shared cache, a miss, an expired, absent or inactive tenant, a
+        The hot path of every switch and request: one dict lookup, one clock
+        read and one LRU move, no validation (only validated ids are ever
+        stored). Anything else (a miss, an expired, absent or inactive tenant,
+        a recheck due, a transaction with uncommitted tenant changes, a
         malformed or unhashable id) returns ``None`` for the full path, which
         validates, reads through and raises the right error.
         """
+        local = self._local
         try:
-            entry = self._local.get(tenant_id)
+            entry = local.get(tenant_id)
         except TypeError:  # unhashable, so malformed
             return None
-        if entry is not None and entry[1] >= _monotonic():
+        if entry is not None and entry[1] >= (now := _monotonic()) and now < self._recheck_at:
             info = entry[0]
-            if info is not None and info.active:
+            if info.active:
+                try:
+                    local.move_to_end(tenant_id)
+                except KeyError:  # evicted meanwhile by another thread
+                    pass
                 return info
         return None
 
@@ -311,12 +362,20 @@ class TenantContext:
 
         info = self._peek(tenant_id)
         if info is MISS:
-            info = await sync_to_async(self._fetch)(tenant_id)
+            # In the worker thread: its connection's transaction, if any, decides.
+            info = await sync_to_async(self._lookup)(tenant_id)
         return self._check_active(tenant_id, info)
 
     def invalidate(self, tenant_id: str, fresh: TenantInfo | None) -> None:
-        """Drop *tenant_id*'s cached state now; store *fresh* once the transaction commits."""
-        invalidate_on_commit(self.store, tenant_id, lambda: fresh, self.using)
+        """Store *fresh* as *tenant_id*'s state once the transaction commits (at once outside one).
+
+        Until then only the transaction that made the change sees it; while it
+        is open, warm switches take the full path, which sees its view.
+        """
+        store = self.store
+        with self._store_lock:
+            if write(store, tenant_id, lambda: fresh, self.using, fresh):
+                self._local = _NO_WARM
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -3,22 +3,35 @@
 Where the state lives depends on the backend of ``TENANCY["CACHE_ALIAS"]``
 (:func:`make_store`):
 
-- a process-local backend (``LocMemCache``, ``DummyCache``): a dict in this
-  process (:class:`LocalStore`), whose entries expire after
-  ``TENANCY["CACHE_TIMEOUT"]`` seconds;
+- a process-local backend (``LocMemCache``, ``DummyCache``): a bounded LRU in
+  this process (:class:`LocalStore`) of at most ``TENANCY["LOCAL_CACHE_SIZE"]``
+  tenants, whose entries expire after ``TENANCY["CACHE_TIMEOUT"]`` seconds;
 - a shared backend (Redis, Memcached, database): the cache itself
-  (:class:`SharedStore`), so that a change made by one process is seen by every
-  process at its next lookup.
+  (:class:`SharedStore`) with a local copy in front of it
+  (:class:`CoherentStore`), so that a warm lookup makes no network round trip.
+  Every change bumps one "state version" key in the shared cache; each process
+  reads that key at most once per ``TENANCY["STATE_RECHECK_INTERVAL"]`` seconds
+  and drops its local copy when the version moved.
 
-Both stores answer ``get()`` with a ``TenantInfo``, ``None`` (a known absence)
-or :data:`MISS`; ``add()`` never overwrites fresher state, ``set()`` does.
-:func:`invalidate_on_commit` is the one way cached state is changed: dropped at
-once, the fresh value written when the transaction commits.
+Every store answers ``get()`` with a ``TenantInfo``, ``None`` (a known absence)
+or :data:`MISS`; ``load()`` fetches a missing value and keeps it unless fresher
+state is there already, ``set()`` overwrites. Inside a database transaction the
+stores are neither filled nor changed: :mod:`tenancy.overlay` keeps that
+transaction's own view until it commits.
+
+A shared cache that raises is a miss, never a crash: every call into it goes
+through the few methods of :class:`SharedStore`, on the cache behind its
+:class:`~tenancy.outage.GuardedCache` (failures skipped for a while, logged
+once per interval, missed writes deleted once it answers again).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.db import transaction
 
 from .conf import tenancy_settings
 from .outage import guarded_cache
@@ -38,19 +50,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MISS",
+    "CoherentStore",
     "LocalStore",
     "SharedStore",
     "TenantInfo",
-    "invalidate_on_commit",
     "make_store",
-    "read_through",
 ]
 
 #: What a store answers for an id it knows nothing about.
 MISS: Any = object()
 _ABSENT = "-"  # what a shared cache holds for a well-formed id with no tenant behind it
-_LOCAL_LIMIT = 10_000
 _monotonic = time.monotonic
+logger = logging.getLogger("tenancy.state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,99 +90,257 @@ class TenantInfo:
 
 
 class LocalStore:
-    """Tenant state in a dict of this process; entries expire after ``timeout``."""
+    """Tenant state in this process: an LRU of at most ``size`` tenants, expiring after ``timeout``.
+
+    ``data`` maps ids to ``(TenantInfo, expires)`` in least-recently-used order
+    and is read directly by the registry's warm path, which moves a hit to the
+    end. Known absences (well-formed ids with no tenant) live in a smaller LRU
+    of their own, so requests naming random ids never push out real tenants.
+    Each operation is one or two ``OrderedDict`` calls, atomic under the GIL;
+    an entry evicted by another thread between two of them is simply a miss.
+    """
 
     shared = False
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, size: int, name: str = "") -> None:
         self.timeout = timeout
-        self.data: dict[str, tuple[Any, float]] = {}
+        self.size = max(1, int(size))
+        self.absent_size = max(16, self.size // 10)
+        self.name = name
+        self.data: OrderedDict[str, tuple[TenantInfo, float]] = OrderedDict()
+        self.absent: OrderedDict[str, float] = OrderedDict()
 
-    def get(self, tenant_id: str) -> Any:
-        entry = self.data.get(tenant_id)
-        if entry is None or entry[1] < _monotonic():
+    def get(self, key: str) -> Any:
+        entry = self.data.get(key)
+        if entry is not None:
+            if entry[1] < _monotonic():
+                return MISS
+            _touch(self.data, key)
+            return entry[0]
+        expires = self.absent.get(key)
+        if expires is None or expires < _monotonic():
             return MISS
-        return entry[0]
+        _touch(self.absent, key)
+        return None
 
-    def add(self, tenant_id: str, value: TenantInfo | None) -> None:
-        if len(self.data) >= _LOCAL_LIMIT:
-            self._evict()
-        now = _monotonic()
-        current = self.data.get(tenant_id)
-        if current is None or current[1] < now:
-            self.data[tenant_id] = (value, now + self.timeout)
+    def load(self, key: str, fetch: Callable[[], Any]) -> Any:
+        value = fetch()
+        if self.get(key) is MISS:  # a fresher value written meanwhile wins
+            self.set(key, value)
+        return value
 
-    def set(self, tenant_id: str, value: TenantInfo | None) -> None:
-        self.data[tenant_id] = (value, _monotonic() + self.timeout)
+    def set(self, key: str, value: TenantInfo | None) -> None:
+        expires = _monotonic() + self.timeout
+        if value is None:
+            self.data.pop(key, None)
+            _put(self.absent, key, expires, self.absent_size)
+        else:
+            self.absent.pop(key, None)
+            _put(self.data, key, (value, expires), self.size)
 
-    def _evict(self) -> None:
-        """Make room: drop unknown ids and expired entries first, real tenants last.
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+        self.absent.pop(key, None)
 
-        Requests naming random well-formed ids fill the store with absences;
-        they must not push out the tenants that are really used. The dict is
-        changed in place: the registry's hot path holds a reference to it.
-        """
-        now = _monotonic()
-        for key, (value, expires) in list(self.data.items()):
-            if value is None or expires < now:
-                self.data.pop(key, None)
-        if len(self.data) >= _LOCAL_LIMIT:  # that many real tenants: start afresh
-            self.data.clear()
+    def clear(self) -> None:
+        """Forget everything, in place: the registry's warm path holds a reference to ``data``."""
+        self.data.clear()
+        self.absent.clear()
 
-    def delete(self, tenant_id: str) -> None:
-        self.data.pop(tenant_id, None)
+    def recheck(self) -> float:
+        """Return when the local state must next be checked against others: never."""
+        return math.inf
+
+
+def _touch(data: OrderedDict[str, Any], key: str) -> None:
+    try:
+        data.move_to_end(key)
+    except KeyError:  # evicted meanwhile by another thread
+        pass
+
+
+def _put(data: OrderedDict[str, Any], key: str, entry: Any, size: int) -> None:
+    """Store *entry* as the most recently used; evict the least recently used beyond *size*."""
+    data[key] = entry
+    _touch(data, key)
+    while len(data) > size:
+        try:
+            data.popitem(last=False)
+        except KeyError:  # emptied meanwhile by another thread
+            break
 
 
 class SharedStore:
-    """Tenant state in a cache shared by every process."""
+    """State in a cache shared by every process; a cache that raises is a miss."""
 
     shared = True
 
     def __init__(self, cache: Any, prefix: str, timeout: float) -> None:
         self.cache = cache
         self.prefix = prefix
+        self.name = prefix
         self.timeout = timeout
 
-    def get(self, tenant_id: str) -> Any:
-        value = self.cache.get(self.prefix + tenant_id, MISS)
+    def get(self, key: str) -> Any:
+        try:
+            value = self.cache.get(self.prefix + key, MISS)
+        except Exception:
+            _failed("read", key)
+            return MISS
         return None if value == _ABSENT else value
 
-    def add(self, tenant_id: str, value: TenantInfo | None) -> None:
+    def load(self, key: str, fetch: Callable[[], Any]) -> Any:
+        value = fetch()
+        self.add(key, value)
+        return value
+
+    def add(self, key: str, value: Any) -> None:
         # add(), not set(): a concurrent invalidation that wrote fresher state wins.
-        self.cache.add(self.prefix + tenant_id, _ABSENT if value is None else value, self.timeout)
+        try:
+            self.cache.add(self.prefix + key, _ABSENT if value is None else value, self.timeout)
+        except Exception:
+            _failed("write", key)
 
-    def set(self, tenant_id: str, value: TenantInfo | None) -> None:
-        self.cache.set(self.prefix + tenant_id, _ABSENT if value is None else value, self.timeout)
+    def set(self, key: str, value: Any) -> None:
+        try:
+            self.cache.set(self.prefix + key, _ABSENT if value is None else value, self.timeout)
+        except Exception:
+            _failed("write", key)
 
-    def delete(self, tenant_id: str) -> None:
-        self.cache.delete(self.prefix + tenant_id)
+    def delete(self, key: str) -> None:
+        try:
+            self.cache.delete(self.prefix + key)
+        except Exception:
+            _failed("delete", key)
+
+    def read_version(self) -> Any:
+        """Return the state version, starting it at 0; :data:`MISS` if the cache failed."""
+        key = self.prefix + _VERSION_KEY
+        try:
+            version = self.cache.get(key)
+            if version is None:  # never set, or evicted: every process starts from 0
+                self.cache.add(key, 0, None)
+                version = self.cache.get(key)
+            # Still None: a guarded cache that failed (tenancy.outage) answers its default.
+            return MISS if version is None else version
+        except Exception:
+            _failed("read", _VERSION_KEY)
+            return MISS
+
+    def bump_version(self) -> Any:
+        """Move the state version on; return the new one (:data:`MISS` if the cache failed)."""
+        key = self.prefix + _VERSION_KEY
+        try:
+            try:
+                return self.cache.incr(key)
+            except ValueError:  # not set yet, or evicted: any new value is a move
+                value = time.time_ns()
+                self.cache.set(key, value, None)
+                return value
+        except Exception:
+            _failed("write", _VERSION_KEY)
+            return MISS
 
 
-def make_store(using: str) -> LocalStore | SharedStore:
+# Not a valid tenant id (ids have no "!"), so it never collides with a tenant's key.
+_VERSION_KEY = "!version"
+
+
+def _failed(action: str, key: str) -> None:
+    logger.warning(
+        "The shared cache failed to %s %r: treated as a miss.", action, key, exc_info=True
+    )
+
+
+class CoherentStore:
+    """A shared store with a local copy in front: a warm lookup makes no network round trip.
+
+    The local copy (a :class:`LocalStore`) is dropped when the shared "state
+    version" moves: :meth:`recheck` reads that one key and the registry calls
+    it at most once per ``interval`` seconds, so a change made by another
+    process is seen within ``interval`` plus one round trip. A change made here
+    (:meth:`set`) writes the shared value first, then bumps the version, and
+    updates the local copy at once.
+    """
+
+    shared = True
+
+    def __init__(self, shared: SharedStore, local: LocalStore, interval: float) -> None:
+        self.shared_store = shared
+        self.local = local
+        self.data = local.data
+        self.name = shared.name
+        self.interval = interval
+        self.version: Any = MISS  # the version the local copy is known to be as fresh as
+        # Incremented each time the local copy is dropped: a value read from the
+        # shared cache before a drop is not copied locally after it.
+        self.epoch = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        value = self.local.get(key)
+        if value is MISS:
+            epoch = self.epoch
+            value = self.shared_store.get(key)
+            if value is not MISS:
+                self._keep(key, value, epoch)
+        return value
+
+    def load(self, key: str, fetch: Callable[[], Any]) -> Any:
+        epoch = self.epoch
+        value = fetch()
+        self.shared_store.add(key, value)
+        self._keep(key, value, epoch)
+        return value
+
+    def _keep(self, key: str, value: Any, epoch: int) -> None:
+        with self._lock:
+            if epoch == self.epoch and self.local.get(key) is MISS:
+                self.local.set(key, value)
+
+    def set(self, key: str, value: TenantInfo | None) -> None:
+        self.shared_store.set(key, value)
+        version = self.shared_store.bump_version()
+        with self._lock:
+            self.local.set(key, value)
+            if isinstance(version, int) and version - 1 == self.version:
+                self.version = version  # nobody else changed anything since we last looked
+
+    def delete(self, key: str) -> None:
+        self.shared_store.delete(key)
+        self.shared_store.bump_version()
+        self.local.delete(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.epoch += 1
+            self.local.clear()
+
+    def recheck(self) -> float:
+        """Drop the local copy if the shared state version moved; return the next deadline.
+
+        A shared cache that fails drops the local copy too: state that cannot be
+        checked is not trusted.
+        """
+        deadline = _monotonic() + self.interval
+        version = self.shared_store.read_version()
+        if version is MISS or version != self.version:
+            with self._lock:
+                self.epoch += 1
+                self.local.clear()
+                self.version = version
+        return deadline
+
+
+def make_store(using: str) -> LocalStore | CoherentStore:
     """Return the store for the tenants of database alias *using*, as the settings say."""
     cache = caches[tenancy_settings.CACHE_ALIAS]
     timeout = float(tenancy_settings.CACHE_TIMEOUT)
+    name = f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:tenant:"
+    local = LocalStore(timeout, tenancy_settings.LOCAL_CACHE_SIZE, name)
     if isinstance(cache, (LocMemCache, DummyCache)):
-        return LocalStore(timeout)
+        return local
+    interval = float(tenancy_settings.STATE_RECHECK_INTERVAL)
     # Guarded: a cache that fails is a miss, and the database answers (tenancy.outage).
     guarded = guarded_cache(tenancy_settings.CACHE_ALIAS)
-    return SharedStore(guarded, f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:tenant:", timeout)
-
-
-def read_through(store: Any, key: str, fetch: Callable[[], Any]) -> Any:
-    """Return *store*'s value for *key*; on a miss, *fetch* it and ``add()`` it.
-
-    ``add()``, not ``set()``: a fresher value written meanwhile by an
-    invalidation wins over what this read fetched.
-    """
-    value = store.get(key)
-    if value is MISS:
-        value = fetch()
-        store.add(key, value)
-    return value
-
-
-def invalidate_on_commit(store: Any, key: str, fresh: Callable[[], Any], using: str) -> None:
-    """Drop *key* from *store* now; write ``fresh()`` once the transaction on *using* commits."""
-    store.delete(key)
-    transaction.on_commit(lambda: store.set(key, fresh()), using=using)
+    return CoherentStore(SharedStore(guarded, name, timeout), local, interval)

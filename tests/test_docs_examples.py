@@ -1,12 +1,17 @@
-"""The Python examples of docs/data.md, docs/runtime.md and docs/memory.md run as written.
+"""The Python examples of docs/data.md, runtime.md, memory.md, celery.md, channels.md and
+commands.md run as written.
 
-Blocks that start with "# models.py" or "# settings.py" show code that belongs in
-those files and are not run; ``Note`` is the test app's model, the one shown.
+Blocks that start with a file's name ("# models.py", "# settings.py", "# asgi.py") show
+code that belongs in that file and are not run; ``Note``, ``Project`` and
+``Task`` are the test app's models, the ones shown.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +20,11 @@ from django.db import connections
 import tenancy
 from tenancy import runtime
 from tenancy.memory import ContextManager
-from tests.testapp.models import Note
+from tests.testapp.models import Note, Project, Task
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+FILE_NAME = re.compile(r"# [\w/.-]+\.py\n")
 
 
 def runnable_blocks(name: str) -> list[str]:
@@ -26,16 +32,18 @@ def runnable_blocks(name: str) -> list[str]:
     return [
         block
         for block in BLOCK.findall(text)
-        if not block.lstrip().startswith(("# models.py", "# settings.py"))
+        if not FILE_NAME.match(block.lstrip())
     ]
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("name", ["data.md", "runtime.md", "memory.md"])
+@pytest.mark.parametrize(
+    "name", ["data.md", "runtime.md", "memory.md", "celery.md", "channels.md", "commands.md"]
+)
 def test_doc_examples_run(name, tenants, capsys):
     blocks = runnable_blocks(name)
     assert blocks, f"{name} has no runnable example"
-    namespace: dict = {"__name__": "docs", "Note": Note}
+    namespace: dict = {"__name__": "docs", "Note": Note, "Project": Project, "Task": Task}
     try:
         for block in blocks:
             exec(compile(block, str(DOCS / name), "exec"), namespace)
@@ -49,5 +57,42 @@ def test_doc_examples_run(name, tenants, capsys):
         "data.md": "no tenant bound: no rows",
         "runtime.md": "anthropic",
         "memory.md": "['collection-789']",
+        "celery.md": "['acme', 'globex']",
+        "channels.md": "4403 tenant_not_registered",
+        "commands.md": "[2/2] globex: done",
     }[name]
     assert expected in out
+    if name == "data.md":
+        assert "tasks moved: 0" in out and "still in: Rocket" in out
+
+
+LOGGING_RUN = """
+import logging, sys
+from django.conf import settings
+namespace = {}
+exec(sys.argv[1], namespace)
+settings.configure(DEBUG=True, LOGGING=namespace["LOGGING"], INSTALLED_APPS=["tenancy"])
+import django
+django.setup()
+logging.getLogger("django.request").warning("Forbidden: %s", "/api/notes/")
+logging.getLogger("django.server").info('"GET /api/notes/ HTTP/1.1" 403 138')
+logging.getLogger("app").info("Creating run")
+"""
+
+
+def test_the_logging_example_formats_djangos_own_lines_once():
+    """docs/logging.md's LOGGING, under Django's default logging: every line formatted, once."""
+    (block,) = [b for b in BLOCK.findall((DOCS / "logging.md").read_text()) if "LOGGING" in b]
+    result = subprocess.run(
+        [sys.executable, "-c", LOGGING_RUN, block],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, lines
+    for line, logger in zip(lines, ("django.request", "django.server", "app"), strict=True):
+        assert f" logger={logger} " in line, line
+        assert " request_id=- tenant_id=-" in line, line

@@ -29,12 +29,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     # The one ContextVar, and the counters every switch bumps: plain Python, no database.
     ("context", ["current", "stats", "stats.counters"]),
     # What a tenant is, in the database and in the caches of its state.
-    ("tenant state", ["models.tenants", "state"]),
+    ("tenant state", ["models.tenants", "state", "overlay"]),
     ("registry", ["registry", "context", "membership"]),
     (
         "scoped data",
         [
             "guards",
+            "related",
             "managers",
             "models",
             "cache",
@@ -65,6 +66,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "admin",
             "admin.*",
             "management",
+            "management.run",
             "management.commands",
             "management.commands.*",
             "checks",

@@ -104,6 +104,23 @@ def test_the_fields_of_a_context_are_shared_but_never_stale_or_changed_by_extra(
     assert outside.tenant_id == "-" and outside.request_id == "-"
 
 
+def test_requests_of_one_tenant_share_a_template_but_keep_their_own_ids():
+    check = TenantContextFilter().filter
+    lines = []
+    for n, user in enumerate(["7", 7, True, 1, "7"]):
+        request_id = f"{RID[:-2]}{n:02d}"
+        with tenancy.Context(tenant_id="acme", request_id=request_id, user_id=user):
+            rec = record()
+            check(rec)
+            lines.append((rec.request_id, rec.user_id, type(rec.user_id), rec.context_prefix))
+    assert [line[0] for line in lines] == [f"{RID[:-2]}{n:02d}" for n in range(5)]
+    # True and 1 are one dict key, yet each line keeps its own value and type.
+    assert [line[1:3] for line in lines] == [
+        ("7", str), (7, int), (True, bool), (1, int), ("7", str)
+    ]
+    assert {line[3] for line in lines} == {"[t:acme] "}
+
+
 def test_format_strings_never_fail():
     formatter = logging.Formatter("%(request_id)s %(tenant_id)s %(context_prefix)s%(message)s")
     rec = record()

@@ -13,6 +13,8 @@ from tenancy import get_current_tenant_id, get_full_context
 from tenancy.log import get_logger
 from tenancy.permissions import TenantMember, TenantRequired
 
+from .tasks import context_report
+
 logger = get_logger(__name__)
 
 
@@ -48,3 +50,19 @@ class ContextView(APIView):
             },
         }
         return Response(body)
+
+
+class ContextReportView(APIView):
+    """``POST /api/tasks/context-report``: publish the demo task in this request's context.
+
+    Eager (no ``CELERY_BROKER_URL``): 200 with the task's result. With a worker:
+    202 with the task id.
+    """
+
+    permission_classes = [TenantRequired, TenantMember]
+
+    def post(self, request: Request) -> Response:
+        result = context_report.delay()
+        if result.ready():
+            return Response({"task_id": result.id, "result": result.get()})
+        return Response({"task_id": result.id}, status=202)

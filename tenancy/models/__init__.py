@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import guards
 from ..ids import TENANT_ID_MAX_LENGTH
 from ..managers import TenantScopedManager, UnscopedManager
+from ..related import install_scoped_descriptors
 from .tenants import Tenant, TenantMembership
 
 __all__ = [
@@ -116,6 +117,8 @@ def _unscoped_base_manager(sender: type[models.Model], **kwargs: Any) -> None:
     # base_manager_name; Django's plain base manager would skip the write guards.
     if getattr(sender, "tenant_scoped", False) and sender._meta.base_manager_name is None:
         sender._meta.base_manager_name = "unscoped"
+    if getattr(sender, "tenant_scoped", False) and not sender._meta.abstract:
+        install_scoped_descriptors(sender)
 
 
 class_prepared.connect(_unscoped_base_manager, dispatch_uid="tenancy.unscoped_base_manager")

@@ -173,6 +173,10 @@ class FlushScheduler:
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()  # the running thread's own stop signal
         self._exiting = False
+        #: False in test runs (the pytest plugin): no flusher thread, no exit flush.
+        #: A thread would write outside the test's transaction, and an exit flush
+        #: would run after the test database is gone, into the one the settings name.
+        self.background = True
         self._start_lock = threading.Lock()
 
     def run_due(self) -> None:
@@ -191,7 +195,7 @@ class FlushScheduler:
 
     def start(self) -> None:
         """Start the daemon flusher thread unless it is running."""
-        if self._thread is not None or self._exiting:
+        if self._thread is not None or self._exiting or not self.background:
             return
         with self._start_lock:
             if self._thread is None:
@@ -241,6 +245,8 @@ class FlushScheduler:
         """Stop the thread and write what is pending (registered with ``atexit``)."""
         self._exiting = True  # no thread is started again while the process exits
         self.stop()
+        if not self.background:
+            return
         if not (tenancy_settings.STATS_AUTO_FLUSH and tenancy_settings.STATS_ENABLED):
             return
         for attempt in range(attempts):

@@ -12,6 +12,7 @@ from ...exceptions import TenancyError
 from ...registry import tenant_context
 from ...runtime import cleanup_inactive_user_contexts
 from ...stats.report import hourly_usage, tenant_usage, usage_summary
+from ..run import active_tenant_ids, run_for_tenants
 
 
 def _positive_int(value: str) -> int:
@@ -37,7 +38,7 @@ def _json_object(value: str) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Manage tenants: register, list, activate, deactivate, unregister; show usage "
-        "statistics; remove stale per-user runtime settings."
+        "statistics; remove stale per-user runtime settings; run a command per tenant."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,6 +72,24 @@ class Command(BaseCommand):
         cleanup.add_argument(
             "--max-age-hours", type=_positive_int, default=24, help="Age limit (24)."
         )
+
+        run = sub.add_parser(
+            "run",
+            help="Run a management command inside each tenant, one after another.",
+            description="Run COMMAND [ARGS...] inside switch(tenant) for each tenant given.",
+        )
+        target = run.add_mutually_exclusive_group(required=True)
+        target.add_argument(
+            "--tenant",
+            action="append",
+            metavar="TENANT_ID",
+            help="A tenant to run the command in (repeat for several).",
+        )
+        target.add_argument(
+            "--all-active", action="store_true", help="Every active tenant, in id order."
+        )
+        run.add_argument("command_name", metavar="COMMAND", help="The management command.")
+        run.add_argument("command_args", nargs=argparse.REMAINDER, metavar="ARGS")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"].replace("-", "_")
@@ -175,6 +194,22 @@ class Command(BaseCommand):
                     f"{u.tenant_id:<{width}}  {state:<8}  {u.members:>7}  {u.switches:>9}  "
                     f"{u.requests:>9}  {u.denied_requests:>7}  {last}"
                 )
+
+    def do_run(self, options: dict[str, Any]) -> None:
+        tenant_ids = active_tenant_ids() if options["all_active"] else options["tenant"]
+        if not tenant_ids:
+            self.stdout.write("No active tenants: nothing to run.")
+            return
+        command = options["command_name"]
+        failed = run_for_tenants(
+            tenant_ids, command, options["command_args"], stdout=self.stdout, stderr=self.stderr
+        )
+        if failed:
+            raise CommandError(
+                f"{command} failed for {len(failed)} of {len(tenant_ids)} tenants: "
+                + ", ".join(failed)
+            )
+        self.stdout.write(self.style.SUCCESS(f"{command} ran for {len(tenant_ids)} tenants."))
 
     def do_cleanup_contexts(self, options: dict[str, Any]) -> None:
         removed = cleanup_inactive_user_contexts(max_age_hours=options["max_age_hours"])

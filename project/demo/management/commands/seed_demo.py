@@ -59,6 +59,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Admin login: http://127.0.0.1:8000/admin/  user={username} password={password}"
         )
+        members = ", ".join(f"{member} ({tenant_id})" for member, tenant_id in DEMO_MEMBERS)
+        self.stdout.write(
+            f"API users: {members}, password {password}; "
+            "a token from POST http://127.0.0.1:8000/api/token (see README.md)"
+        )
 
     def seed_activity(self) -> None:
         """Write 23 hours of made-up history, then make this hour's activity for real."""
