@@ -331,6 +331,10 @@ class Flaky:
         self._maybe_fail("get")
         return self.data.get(key, default)
 
+    def add(self, key, value, timeout=None):
+        self._maybe_fail("add")
+        return self.data.setdefault(key, value) is value
+
     def set(self, key, value, timeout=None):
         self._maybe_fail("set")
         self.data[key] = value
@@ -380,6 +384,18 @@ def test_guard_skips_a_failing_cache_and_deletes_what_it_missed_once_back(caplog
     assert backend.data == {}
     assert cache.available is True
     assert any("answers again (2 stale keys deleted)" in r.getMessage() for r in caplog.records)
+
+
+def test_the_state_version_of_a_failing_cache_is_unknown_not_none():
+    """A process must not keep its local copy on the word of a cache that cannot answer."""
+    from tenancy.state import MISS, SharedStore
+
+    backend = Flaky()
+    store = SharedStore(GuardedCache(backend, "flaky-version"), "t:", 60)
+    assert store.read_version() == 0
+    backend.down = True
+    assert store.read_version() is MISS
+    assert store.get("acme") is MISS
 
 
 def test_guard_lets_a_missing_key_of_incr_raise():
