@@ -15,7 +15,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint install browser clean bench
+.PHONY: demo test lint install browser pgbouncer clean bench
 
 # The stamp records the DJANGO_SPEC installed: a venv is reinstalled only when
 # pyproject.toml changes or another DJANGO_SPEC is asked of it.
@@ -58,7 +58,18 @@ browser:
 	  echo "No Chromium at $(CHROMIUM): run 'sudo apt-get install --no-install-recommends $(BROWSER_PACKAGES)' for the browser test"; \
 	fi
 
-test: $(STAMP) browser
+# Debian's PgBouncer for the row-level security tests (installed when missing and we are root).
+pgbouncer:
+	@if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's pgbouncer for the row-level security tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer \
+	    || echo "Could not install pgbouncer: its tests will be skipped"; \
+	else \
+	  echo "No pgbouncer: run 'sudo apt-get install pgbouncer' for the row-level security tests"; \
+	fi
+
+test: $(STAMP) browser pgbouncer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

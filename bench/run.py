@@ -2,7 +2,8 @@
 
 Options: ``--rounds N`` (interleaved rounds per benchmark, default 21; the
 uvicorn benchmark runs a third as many), ``--quick`` (7 rounds: a smoke run, not
-numbers to quote), ``--only NAME`` (switch, requests, uvicorn, queries, logs).
+numbers to quote), ``--only NAME`` (switch, requests, uvicorn, queries, logs, otel),
+``--baseline REF`` (the git ref whose middleware benchmark 5 compares with, default main).
 """
 
 from __future__ import annotations
@@ -39,19 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["switch", "requests", "uvicorn", "queries", "logs"],
+        choices=["switch", "requests", "uvicorn", "queries", "logs", "otel"],
         action="append",
         help="run only these benchmarks (repeatable)",
     )
+    parser.add_argument("--baseline", default="main")
     args = parser.parse_args(argv)
     rounds = 7 if args.quick else args.rounds
-    only = set(args.only or ["switch", "requests", "uvicorn", "queries", "logs"])
+    only = set(args.only or ["switch", "requests", "uvicorn", "queries", "logs", "otel"])
 
     with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmpdir:
         setup(tmpdir)
         import django
 
-        from . import logs, micro, report, web
+        from . import logs, micro, otel, report, web
 
         print(
             f"tenancy benchmarks: Python {platform.python_version()}, "
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             checks += web.queries(rounds)
         if "logs" in only:
             checks += logs.run(rounds)
+        if "otel" in only:
+            checks += otel.run(rounds, args.baseline)
         ok = report.summary(checks)
         # Write the statistics now, while the throwaway database still exists.
         from tenancy.stats.flush import flush_stats, scheduler

@@ -101,3 +101,11 @@ def spread(samples: list[float]) -> float:
     q1, _, q3 = statistics.quantiles(samples, n=4)
     mid = statistics.median(samples)
     return (q3 - q1) / mid if mid else 0.0
+
+
+def spread_abs(samples: list[float]) -> float:
+    """Half the interquartile range, in the samples' own unit."""
+    if len(samples) < 4:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return (q3 - q1) / 2

@@ -33,6 +33,7 @@ from .current import (
     set_current_user_id,
 )
 from .exceptions import (
+    CacheClearUnsupportedError,
     InvalidContextIdError,
     InvalidTenantIdError,
     ServiceError,
@@ -46,6 +47,7 @@ from .exceptions import (
     TenantInUseError,
     TenantNotRegisteredError,
     TenantRequiredError,
+    UnsafeFileNameError,
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
 
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         tenant_context,
         unregister_tenant,
     )
+    from .rls import bypass_rls
     from .state import TenantInfo
 
 __version__ = "0.1.0"
@@ -95,6 +98,7 @@ _LAZY = {
     "Context": "tenancy.context",
     "TenantInfo": "tenancy.state",
     "with_context": "tenancy.decorators",
+    "bypass_rls": "tenancy.rls",
     **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
 
@@ -113,6 +117,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CacheClearUnsupportedError",
     "Context",
     "InvalidContextIdError",
     "InvalidTenantIdError",
@@ -130,9 +135,11 @@ __all__ = [
     "TenantInfo",
     "TenantNotRegisteredError",
     "TenantRequiredError",
+    "UnsafeFileNameError",
     "__version__",
     "activate_tenant",
     "aswitch",
+    "bypass_rls",
     "clear_context",
     "deactivate_tenant",
     "get_context",

@@ -15,9 +15,10 @@ class TenancyConfig(AppConfig):
         import atexit
 
         from django.core.signals import setting_changed
-        from django.db.models.signals import post_delete, post_save
+        from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from . import checks, membership, receivers, signals
+        from . import checks, membership, receivers, rls, signals
         from .models import Tenant, TenantMembership
         from .stats.flush import scheduler
 
@@ -31,5 +32,9 @@ class TenancyConfig(AppConfig):
         signals.tenant_unregistering.connect(
             receivers.tenant_unregistering, dispatch_uid="tenancy.unregistering"
         )
+        # Row-level security (off by default): the tenant reaches PostgreSQL per
+        # transaction, and migrate keeps each scoped table's policy as the setting says.
+        connection_created.connect(rls.install, dispatch_uid="tenancy.rls.install")
+        post_migrate.connect(rls.sync_after_migrate, dispatch_uid="tenancy.rls.migrate")
         # Counts still in memory at a clean exit are written, not lost.
         atexit.register(scheduler.shutdown)

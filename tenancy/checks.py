@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, tenancy_settings
 from .ids import HEADER_SETTINGS
 
 _HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -122,7 +123,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     "tenancy.E006",
                 )
             )
-    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH", "UNIFORM_DENIAL"):
+    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH", "BAGGAGE", "UNIFORM_DENIAL"):
         if not isinstance(conf[key], bool):
             errors.append(
                 _error(
@@ -149,6 +150,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     "tenancy.E008",
                 )
             )
+    for key in ("CACHE_SHARED_PREFIXES", "BAGGAGE_HOSTS"):
+        value = conf[key]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) and item for item in value
+        ):
+            errors.append(
+                _error(
+                    f"TENANCY[{key!r}] must be a list of non-empty strings.",
+                    f"The default is {DEFAULTS[key]!r}.",
+                    "tenancy.E013",
+                )
+            )
+    errors.extend(_baggage_warnings(conf))
     logger_name = conf["ACCESS_LOGGER"]
     if not isinstance(logger_name, str) or not logger_name:
         errors.append(
@@ -171,7 +185,7 @@ _REDIS_TIMEOUTS = {
 
 
 def _redis_timeouts(cache: Any) -> list[checks.CheckMessage]:
-    """``tenancy.W004`` for a Redis tenant cache whose socket timeouts are not set."""
+    """``tenancy.W006`` for a Redis tenant cache whose socket timeouts are not set."""
     if not isinstance(cache, dict):
         return []
     names = _REDIS_TIMEOUTS.get(str(cache.get("BACKEND", "")))
@@ -185,9 +199,36 @@ def _redis_timeouts(cache: Any) -> list[checks.CheckMessage]:
             "a Redis that stops answering would hold every request that looks a tenant up.",
             hint=f"Add {', '.join(f'{name!r}: 0.5' for name in missing)} to its OPTIONS "
             "(see docs/production.md).",
-            id="tenancy.W004",
+            id="tenancy.W006",
         )
     ]
+
+
+def _baggage_warnings(conf: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Baggage on, but sent nowhere (no host) or everywhere (``*``)."""
+    hosts = conf["BAGGAGE_HOSTS"]
+    if conf["BAGGAGE"] is not True or not isinstance(hosts, (list, tuple)):
+        return []
+    if not hosts:
+        return [
+            checks.Warning(
+                "TENANCY['BAGGAGE'] is on but TENANCY['BAGGAGE_HOSTS'] is empty: no outgoing "
+                "call carries the tenant in its baggage header.",
+                hint="List the hosts that may receive it, e.g. ['billing.internal', "
+                "'.svc.cluster.local'], or turn BAGGAGE off.",
+                id="tenancy.W004",
+            )
+        ]
+    if "*" in hosts:
+        return [
+            checks.Warning(
+                "TENANCY['BAGGAGE_HOSTS'] contains '*': every outgoing call, to any host, "
+                "carries the tenant id in its baggage header.",
+                hint="Name your own services instead ('billing.internal', '.internal').",
+                id="tenancy.W005",
+            )
+        ]
+    return []
 
 
 _MIDDLEWARE = "tenancy.middleware.TenantContextMiddleware"
@@ -288,7 +329,109 @@ def check_scoped_references(app_configs: Any = None, **kwargs: Any) -> list[chec
     return scoped_reference_warnings(m for config in configs for m in config.get_models())
 
 
+_APP_ROLE_HINT = (
+    "Connect the application as a role without SUPERUSER or BYPASSRLS: "
+    "CREATE ROLE tenancy_app LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
+    "SCHEMA public TO tenancy_app; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "
+    "tenancy_app; run migrate as the tables' owner (see docs/rls.md)."
+)
+
+
+def check_rls_engines(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``tenancy.E020``: row-level security needs PostgreSQL on every database."""
+    from django.db import connections
+
+    if not tenancy_settings.ROW_LEVEL_SECURITY:
+        return []
+    return [
+        _error(
+            f"TENANCY['ROW_LEVEL_SECURITY'] needs PostgreSQL; database {alias!r} is "
+            f"{connections[alias].vendor}.",
+            "Use PostgreSQL, or set TENANCY['ROW_LEVEL_SECURITY'] = False.",
+            "tenancy.E020",
+        )
+        for alias in connections
+        if connections[alias].vendor != "postgresql"
+    ]
+
+
+def _migrating() -> bool:
+    # ``manage.py migrate`` runs the database checks before migrating: there the
+    # connected role is the tables' owner, and migrating is what creates the policies.
+    return len(sys.argv) > 1 and sys.argv[1] == "migrate"
+
+
+def check_rls_database(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """``tenancy.E021``-``E023``: the connected role, the bypass role and each table's policy."""
+    from django.db import connections
+
+    from . import rls
+
+    if not tenancy_settings.ROW_LEVEL_SECURITY or _migrating():
+        return []
+    errors: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
+            user, superuser, bypasses = cursor.fetchone()
+            role = tenancy_settings.RLS_BYPASS_ROLE
+            cursor.execute(
+                "SELECT rolbypassrls, pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles "
+                "WHERE rolname = %s",
+                [role if isinstance(role, str) else ""],
+            )
+            bypass_role = cursor.fetchone()
+        if superuser or bypasses:
+            errors.append(
+                _error(
+                    f"Database {alias!r} is used as role {user!r}, which "
+                    f"{'is a superuser' if superuser else 'has BYPASSRLS'}: PostgreSQL applies "
+                    "no row-level security to it.",
+                    _APP_ROLE_HINT,
+                    "tenancy.E021",
+                )
+            )
+        if bypass_role is None or not all(bypass_role):
+            errors.append(
+                _error(
+                    f"TENANCY['RLS_BYPASS_ROLE'] ({role!r}) is not a BYPASSRLS role that role "
+                    f"{user!r} of database {alias!r} may switch to: the unscoped manager and "
+                    "the admin's cross-tenant views would see only the bound tenant's rows.",
+                    "CREATE ROLE tenancy_bypass NOLOGIN BYPASSRLS; GRANT tenancy_bypass TO "
+                    "tenancy_app; grant it the application role's table privileges, and set "
+                    "TENANCY['RLS_BYPASS_ROLE'] = 'tenancy_bypass' (see docs/rls.md).",
+                    "tenancy.E023",
+                )
+            )
+        errors.extend(
+            _error(
+                f"Table {state.table!r} of {state.model} in database {alias!r} "
+                + (
+                    "does not exist."
+                    if not state.exists
+                    else f"lacks its policy {rls.POLICY!r} (row-level security enabled and "
+                    "forced, rows of the bound tenant only)."
+                ),
+                f"Run 'python manage.py migrate --database {alias}' as the tables' owner.",
+                "tenancy.E022",
+            )
+            for state in rls.table_states(alias)
+            if not state.walled
+        )
+    return errors
+
+
 def register() -> None:
     checks.register(check_settings, checks.Tags.compatibility)
     checks.register(check_middleware, checks.Tags.compatibility)
     checks.register(check_scoped_references, checks.Tags.models)
+    checks.register(check_rls_engines, checks.Tags.compatibility)
+    checks.register(check_rls_database, checks.Tags.database)

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # shared state version and drops its local copy when another process changed
     # a tenant. A change is refused everywhere within this interval.
     "STATE_RECHECK_INTERVAL": 0.5,
+    # Keys tenancy.cache.make_key leaves shared, whoever is bound (besides the
+    # package's own CACHE_KEY_PREFIX keys): a session belongs to a user, not a tenant.
+    "CACHE_SHARED_PREFIXES": ["django.contrib.sessions."],
     # Statistics: counters are flushed to the database at most this often (seconds).
     "STATS_ENABLED": True,
     "STATS_FLUSH_INTERVAL": 10,
@@ -61,6 +64,14 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS_LOGGER": "tenancy.access",
     # Upper bound of tenancy.memory.ContextManager instances kept per process.
     "MEMORY_MAX_INSTANCES": 1024,
+    # PostgreSQL row-level security on every tenant-scoped table (docs/rls.md), and
+    # the NOLOGIN BYPASSRLS role that bypass() and the unscoped manager switch to.
+    "ROW_LEVEL_SECURITY": False,
+    "RLS_BYPASS_ROLE": None,
+    # Add the tenant id to the W3C "baggage" header of outgoing calls (tenancy.propagation),
+    # only to these hosts (ALLOWED_HOSTS patterns: "billing.internal", ".internal").
+    "BAGGAGE": False,
+    "BAGGAGE_HOSTS": [],
 }
 
 

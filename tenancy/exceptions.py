@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import SuspiciousFileOperation
+
 __all__ = [
+    "CacheClearUnsupportedError",
     "InvalidContextIdError",
     "InvalidTenantIdError",
     "ServiceError",
@@ -18,6 +21,7 @@ __all__ = [
     "TenantInactiveError",
     "TenantNotRegisteredError",
     "TenantRequiredError",
+    "UnsafeFileNameError",
 ]
 
 
@@ -179,4 +183,28 @@ class TenancyUnavailableError(TenancyError):
     status_code = 503
     default_message = (
         "Tenant state cannot be read right now: the database cannot be reached. Retry later."
+    )
+
+
+class UnsafeFileNameError(TenancyError, SuspiciousFileOperation):
+    """A file name could leave the bound tenant's prefix (``..``, absolute, encoded, symlink)."""
+
+    code = "unsafe_file_name"
+    status_code = 400
+    default_message = (
+        "File names are relative paths inside the tenant's own directory: no '..', no "
+        "leading '/', no backslashes, encoded separators or control characters, and no "
+        "symlink that leads out of it."
+    )
+
+
+class CacheClearUnsupportedError(TenancyError):
+    """The cache backend cannot list keys by prefix, so one tenant's keys cannot be removed."""
+
+    code = "cache_clear_unsupported"
+    status_code = 501
+    default_message = (
+        "This cache backend cannot remove keys by prefix. clear_tenant_cache() works on "
+        "Django's RedisCache and LocMemCache; elsewhere let the keys expire, or change "
+        "the cache's VERSION to drop every key at once."
     )

@@ -27,6 +27,7 @@ from django.db.models import NOT_PROVIDED, F
 from .current import bind, reset_context
 from .exceptions import TenantAccessDenied, TenantRequiredError
 from .registry import bound_tenant_id, require_tenant_id
+from .rls import bypass_if_on
 
 # The rows these guards see are TenantScopedModel instances (tenant-scoped models
 # carry ``tenant_scoped = True``); this module sits below the models.
@@ -127,7 +128,8 @@ def _target_tenants(
         target = field.target_field.attname
         rows: models.QuerySet[Any] = models.QuerySet(field.related_model, using=using)
         rows = rows.filter(**{f"{target}__in": ids})
-        found.update(rows.values_list(target, "tenant_id"))
+        with bypass_if_on():  # another tenant's row must be seen to be refused
+            found.update(rows.values_list(target, "tenant_id"))
     return found
 
 
@@ -232,7 +234,9 @@ def prove_update_references(queryset: Any, fields: Iterable[models.ForeignKey]) 
         crossed = rows.filter(**{f"{field.attname}__isnull": False}).exclude(
             **{f"{field.name}__tenant_id": F("tenant_id")}
         )
-        if crossed.exists():
+        with bypass_if_on():  # the referenced row of another tenant must be seen
+            found = crossed.exists()
+        if found:
             raise TenantAccessDenied(
                 f"This update() would make a {model._meta.verbose_name} reference a "
                 f"{field.related_model._meta.verbose_name} of another tenant ({field.name}); "
@@ -262,14 +266,20 @@ def check_hand_built_row(instance: Any, using: str | None, force_insert: Any) ->
     ):
         return  # Django will INSERT: a clash is the database's IntegrityError
     using = using or router.db_for_write(type(instance), instance=instance)
-    row_tenant = (
-        models.QuerySet(type(instance), using=using)
-        .filter(pk=instance.pk)
-        .values_list("tenant_id", flat=True)
-        .first()
-    )
+    row_tenant = _stored_tenant(instance, using)
     if row_tenant is not None and row_tenant != instance.tenant_id:
         raise _not_yours(instance, bound_tenant_id() or instance.tenant_id, "written")
+
+
+def _stored_tenant(instance: Any, using: str) -> str | None:
+    """Return the tenant of *instance*'s row in the database (any tenant's), or None."""
+    with bypass_if_on():  # another tenant's row must be seen to be refused
+        return (
+            models.QuerySet(type(instance), using=using)
+            .filter(pk=instance.pk)
+            .values_list("tenant_id", flat=True)
+            .first()
+        )
 
 
 def check_row_read(instance: Any) -> None:
@@ -290,12 +300,7 @@ def check_row_delete(instance: Any, using: str | None) -> None:
     row_tenant = getattr(instance, "_tenancy_db_state", {}).get("tenant_id")
     if row_tenant is None:
         using = using or router.db_for_write(type(instance), instance=instance)
-        row_tenant = (
-            models.QuerySet(type(instance), using=using)
-            .filter(pk=instance.pk)
-            .values_list("tenant_id", flat=True)
-            .first()
-        )
+        row_tenant = _stored_tenant(instance, using)
         if row_tenant is None:
             return  # no such row: nothing will be deleted
         if row_tenant != instance.tenant_id:

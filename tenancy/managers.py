@@ -13,7 +13,10 @@ that is when the query runs, not when the queryset is built. So:
   another one is (``TenantAccessDenied``).
 
 ``objects.unscoped()`` and the ``unscoped`` manager are the explicit escape
-hatch: no tenant condition at all. ``raw()`` SQL is never scoped.
+hatch: no tenant condition at all. ``raw()`` SQL is never scoped by the ORM.
+With ``TENANCY["ROW_LEVEL_SECURITY"]`` on, PostgreSQL scopes every statement
+as well (:mod:`tenancy.rls`), and unscoped querysets run theirs in
+:class:`tenancy.rls.bypass`.
 
 Writes are checked whichever manager makes them (see :mod:`tenancy.models`): a
 row is written in its own tenant only, never moves to another tenant, and never
@@ -22,13 +25,15 @@ references a row of another tenant.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.sql import Query
 
+from .conf import tenancy_settings
 from .exceptions import TenantAccessDenied
 from .guards import (
     check_references,
@@ -39,10 +44,23 @@ from .guards import (
     remember_db_state,
 )
 from .registry import bound_tenant_id, require_tenant_id
+from .rls import bypass, bypass_if_on
 
 __all__ = ["CurrentTenant", "TenantScopedManager", "TenantScopedQuerySet", "UnscopedManager"]
 
 _TENANT_FIELDS = frozenset({"tenant", "tenant_id"})
+_NO_BLOCK = nullcontext()
+
+
+def _each_bypassed(rows: Iterator[Any]) -> Iterator[Any]:
+    # Each step of a lazy iterator may run SQL: each runs in its own bypass block.
+    while True:
+        with bypass():
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+        yield row
 
 
 class CurrentTenant(models.Expression):
@@ -85,6 +103,10 @@ class TenantScopedQuerySet(models.QuerySet):
         """True unless this queryset came from ``unscoped()``."""
         return self._tenant_scoped
 
+    def _sql_block(self) -> AbstractContextManager[Any]:
+        """The block this queryset's SQL runs in: :class:`~tenancy.rls.bypass` when unscoped."""
+        return _NO_BLOCK if self._tenant_scoped else bypass_if_on()
+
     def _clone(self) -> TenantScopedQuerySet:
         clone = super()._clone()  # type: ignore[misc]
         clone._tenant_scoped = self._tenant_scoped
@@ -112,7 +134,14 @@ class TenantScopedQuerySet(models.QuerySet):
             return
         if self._result_cache is not None:
             self._check_cached()
-        super()._fetch_all()
+        with self._sql_block():
+            super()._fetch_all()
+
+    def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
+        rows = super().iterator(chunk_size)
+        if self._tenant_scoped or not tenancy_settings.ROW_LEVEL_SECURITY:
+            return rows
+        return _each_bypassed(rows)
 
     def __getitem__(self, k: Any) -> Any:
         if self._result_cache is not None:
@@ -122,17 +151,28 @@ class TenantScopedQuerySet(models.QuerySet):
     def count(self) -> int:
         if self._result_cache is not None:
             self._check_cached()
-        return super().count()
+        with self._sql_block():
+            return super().count()
 
     def exists(self) -> bool:
         if self._result_cache is not None:
             self._check_cached()
-        return super().exists()
+        with self._sql_block():
+            return super().exists()
 
     def contains(self, obj: models.Model) -> bool:
         if self._result_cache is not None:
             self._check_cached()
-        return super().contains(obj)
+        with self._sql_block():
+            return super().contains(obj)
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with self._sql_block():
+            return super().aggregate(*args, **kwargs)
+
+    def explain(self, *, format: Any = None, **options: Any) -> str:
+        with self._sql_block():
+            return super().explain(format=format, **options)
 
     def raw(
         self, raw_query: Any, params: Any = (), translations: Any = None, using: Any = None
@@ -175,7 +215,8 @@ class TenantScopedQuerySet(models.QuerySet):
         for obj in objs:
             check_row_tenant(obj)
         check_references(objs, using=self.db)
-        created = super().bulk_create(objs, *args, **kwargs)
+        with self._sql_block():
+            created = super().bulk_create(objs, *args, **kwargs)
         for obj in created:
             remember_db_state(obj)
         return created
@@ -192,11 +233,12 @@ class TenantScopedQuerySet(models.QuerySet):
         if check_references(objs, fields, using=self.db):
             # Expressions among the values: update() proves what the database wrote, and
             # this savepoint (Django's own block has none) undoes every batch on a refusal.
-            with transaction.atomic(using=self.db):
+            with transaction.atomic(using=self.db), self._sql_block():
                 return super().bulk_update(objs, fields, *args, **kw)
         checked = self._clone()
         checked._references_checked = True
-        return super(TenantScopedQuerySet, checked).bulk_update(objs, fields, *args, **kw)
+        with self._sql_block():
+            return super(TenantScopedQuerySet, checked).bulk_update(objs, fields, *args, **kw)
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
 
@@ -205,12 +247,14 @@ class TenantScopedQuerySet(models.QuerySet):
         if _TENANT_FIELDS.intersection(kwargs):
             raise moved_error(self.model._meta.verbose_name)
         if self._references_checked:
-            return super().update(**kwargs)
+            with self._sql_block():
+                return super().update(**kwargs)
         unproven = check_update_references(self, kwargs)
         if not unproven:
-            return super().update(**kwargs)
+            with self._sql_block():
+                return super().update(**kwargs)
         # Keys computed by the database: write, prove, and roll back on a cross reference.
-        with transaction.atomic(using=self.db):
+        with transaction.atomic(using=self.db), self._sql_block():
             updated = super().update(**kwargs)
             prove_update_references(self, unproven)
         return updated
@@ -219,7 +263,8 @@ class TenantScopedQuerySet(models.QuerySet):
 
     def delete(self) -> tuple[int, dict[str, int]]:
         self._writable()
-        return super().delete()
+        with self._sql_block():
+            return super().delete()
 
     # Like Django's: never copied to the manager, so Model.objects.delete() stays impossible.
     delete.alters_data = True  # type: ignore[attr-defined]

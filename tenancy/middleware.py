@@ -51,9 +51,11 @@ from .ids import (
     is_valid_context_id,
     is_valid_request_id,
 )
+from .otel import AVAILABLE as _OTEL
+from .otel import recording_span, set_attributes
 from .outage import report_failure
 from .registry import tenant_context
-from .request import denial_for, meta_key
+from .request import denial_code, denial_for, meta_key, note_denial
 from .resolvers import TenantResolver
 from .state import TenantInfo
 from .stats.counters import counters
@@ -183,7 +185,7 @@ class TenantContextMiddleware:
 def _error_response(request: HttpRequest, error: TenancyError) -> JsonResponse:
     """The JSON answer to *error*, as the caller may see it (``UNIFORM_DENIAL``)."""
     shown = denial_for(request, error)
-    response = JsonResponse(shown.as_dict(), status=shown.status_code)
+    response = JsonResponse(note_denial(request, shown.as_dict()), status=shown.status_code)
     if isinstance(shown, TenancyUnavailableError):
         response.headers["Retry-After"] = "1"
     return response
@@ -338,7 +340,28 @@ def _finish(
             counters.request_done(info.tenant_id, denied=status == 403)
         elif isinstance(error, TenantInactiveError) and error.tenant_id:
             counters.request_done(error.tenant_id, denied=True)
+    if _OTEL:  # a constant: without opentelemetry-api, the request pays one test
+        _annotate(request, values)
     flush_if_due()
+
+
+def _annotate(request: HttpRequest, values: Values) -> None:
+    """Put the request's tenant, request id, user and refusal on its current span."""
+    span = recording_span()
+    if span is None:  # nothing is made for a span that records nothing
+        return
+    user_id = get_current_user_id()
+    if user_id is None:
+        user_id = _authenticated_user_id(request)
+    set_attributes(
+        span,
+        {
+            "tenant_id": values.get("tenant_id"),
+            "request_id": values["request_id"],
+            "user_id": user_id,
+        },
+        denial_code(request),
+    )
 
 
 # The characters escape_uri_path() leaves as they are.

@@ -20,7 +20,7 @@ from rest_framework.permissions import BasePermission
 from .exceptions import TenantAccessDenied
 from .membership import is_member
 from .registry import require_tenant_id
-from .request import bind_request_user, denial_for, tenant_denial
+from .request import bind_request_user, denial_for, note_denial, tenant_denial
 
 __all__ = ["TenantMember", "TenantPermissionDenied", "TenantRequired"]
 
@@ -65,6 +65,6 @@ class TenantMember(BasePermission):
         tenant_id = require_tenant_id()
         if not is_member(tenant_id, user.pk):
             refusal = denial_for(request, TenantAccessDenied(tenant_id=tenant_id))
-            raise TenantPermissionDenied(refusal.as_dict())
+            raise TenantPermissionDenied(note_denial(request, refusal.as_dict()))
         bind_request_user(request, user)
         return True

@@ -10,7 +10,7 @@ Ready hooks for HTTP clients live in :mod:`tenancy.contrib.requests` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextvars import Token
 from typing import Any, TypeVar
 
@@ -25,14 +25,17 @@ from .ids import (
     is_valid_tenant_id,
     validate_tenant_id,
 )
+from .otel import baggage_allowed, baggage_header
 from .registry import tenant_context
 
 __all__ = [
+    "BAGGAGE_HEADER",
     "HEADERS",
     "add_context_to_headers",
     "context_headers",
     "extract_context_from_headers",
     "run_public_context",
+    "set_context_headers",
     "setup_context_from_headers",
 ]
 
@@ -70,6 +73,8 @@ class _Headers(Mapping[str, str]):
 #: The propagated context keys and their header names:
 #: ``{"tenant_id": "X-Tenant-ID", "request_id": "X-Request-ID", "agent_id": "X-Agent-ID", ...}``.
 HEADERS: Mapping[str, str] = _Headers()
+#: The W3C baggage header, which carries ``tenant.id`` to the hosts of ``TENANCY["BAGGAGE_HOSTS"]``.
+BAGGAGE_HEADER = "baggage"
 
 
 def _lower(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,8 +102,12 @@ def extract_context_from_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-def context_headers(ctx: RuntimeContext | None = None) -> dict[str, str]:
-    """Return the headers that carry *ctx* (default: the current context)."""
+def context_headers(ctx: RuntimeContext | None = None, *, url: str | None = None) -> dict[str, str]:
+    """Return the headers that carry *ctx* (default: the current context) in a call to *url*.
+
+    With ``TENANCY["BAGGAGE"]`` on and *url*'s host in ``TENANCY["BAGGAGE_HOSTS"]``,
+    a ``baggage: tenant.id=<id>`` header too.
+    """
     if ctx is None:
         ctx = get_context()
         if ctx is None:
@@ -112,20 +121,50 @@ def context_headers(ctx: RuntimeContext | None = None) -> dict[str, str]:
             # A value no header may carry is left out, never sent raw.
             if text.isascii() and text.isprintable() and 0 < len(text) <= 1024:
                 headers[header] = text
+    tenant_id = data.get("tenant_id")
+    if url is not None and is_valid_tenant_id(tenant_id) and baggage_allowed(url):
+        headers[BAGGAGE_HEADER] = baggage_header(tenant_id)
     return headers
 
 
-def add_context_to_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return a copy of *headers* with the current context added.
+def add_context_to_headers(
+    headers: Mapping[str, str] | None = None, *, url: str | None = None
+) -> dict[str, str]:
+    """Return a copy of *headers* with the current context added (for a call to *url*).
 
-    Headers the caller already set (any case) are kept as they are.
+    Headers the caller already set (any case) are kept as they are; a
+    ``baggage`` header the caller set gets ``tenant.id`` added to its members
+    (when *url* may receive it).
     """
     result = dict(headers or {})
-    present = {name.lower() for name in result}
-    for name, value in context_headers().items():
-        if name.lower() not in present:
+    present = {name.lower(): name for name in result}
+    for name, value in context_headers(url=url).items():
+        existing = present.get(name.lower())
+        if existing is None:
             result[name] = value
+        elif name == BAGGAGE_HEADER:
+            result[existing] = _merge_baggage(result[existing], value)
     return result
+
+
+def set_context_headers(headers: MutableMapping[str, str], url: Any = None) -> None:
+    """Add the current context to *headers* in place, for a call to *url*.
+
+    *headers* is a case-insensitive mapping (``requests``' and ``httpx``'s
+    request headers); what is already set is kept, a ``baggage`` header gets
+    ``tenant.id`` added. Used by :mod:`tenancy.contrib.requests` and
+    :mod:`tenancy.contrib.httpx`.
+    """
+    for name, value in context_headers(url=None if url is None else str(url)).items():
+        if name not in headers:
+            headers[name] = value
+        elif name == BAGGAGE_HEADER:
+            headers[name] = _merge_baggage(headers[name], value)
+
+
+def _merge_baggage(existing: str, member: str) -> str:
+    tenant_id = member.partition("=")[2]
+    return baggage_header(tenant_id, existing)
 
 
 def setup_context_from_headers(headers: Mapping[str, Any]) -> list[tuple[Token[Any], str]]:

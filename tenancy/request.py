@@ -17,7 +17,14 @@ from .exceptions import (
 )
 from .membership import is_member
 
-__all__ = ["bind_request_user", "denial_for", "meta_key", "tenant_denial"]
+__all__ = [
+    "bind_request_user",
+    "denial_code",
+    "denial_for",
+    "meta_key",
+    "note_denial",
+    "tenant_denial",
+]
 
 # The refusals that tell whether a tenant exists or is active: one answer under UNIFORM_DENIAL.
 _REVEALING = (TenantNotRegisteredError, TenantInactiveError, TenantAccessDenied)
@@ -47,15 +54,30 @@ def tenant_denial(request: Any) -> dict[str, str] | None:
             "'tenancy.middleware.TenantContextMiddleware' to MIDDLEWARE."
         ) from None
     if error is not None:
-        return denial_for(request, error).as_dict()
-    return {
-        "detail": (
-            "This request needs a tenant: send the "
-            f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
-            "active tenant."
-        ),
-        "code": "tenant_required",
-    }
+        return note_denial(request, denial_for(request, error).as_dict())
+    return note_denial(
+        request,
+        {
+            "detail": (
+                "This request needs a tenant: send the "
+                f"{tenancy_settings.TENANT_HEADER} header with the id of a registered, "
+                "active tenant."
+            ),
+            "code": "tenant_required",
+        },
+    )
+
+
+def note_denial(request: Any, body: dict[str, str]) -> dict[str, str]:
+    """Record that *request* is refused with *body*'s code (for its span); return *body*."""
+    http_request = getattr(request, "_request", request)
+    http_request._tenancy_denied = body["code"]
+    return body
+
+
+def denial_code(request: Any) -> str | None:
+    """Return the code *request* was refused with by tenancy, or ``None``."""
+    return getattr(request, "_request", request).__dict__.get("_tenancy_denied")
 
 
 def denial_for(request: Any, error: TenancyError) -> TenancyError:

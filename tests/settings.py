@@ -65,6 +65,9 @@ if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
     CACHES["default"].setdefault("OPTIONS", {}).update(
         socket_connect_timeout=1, socket_timeout=1
     )
+# CACHE_KEY_FUNCTION=tenancy.cache.make_key runs the suite with tenant-scoped cache keys.
+if os.environ.get("CACHE_KEY_FUNCTION"):
+    CACHES["default"]["KEY_FUNCTION"] = os.environ["CACHE_KEY_FUNCTION"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

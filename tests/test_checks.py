@@ -56,6 +56,11 @@ def test_default_settings_pass():
             },
             ["tenancy.E012"],
         ),
+        ({"BAGGAGE": "yes", "BAGGAGE_HOSTS": ["billing.internal"]}, ["tenancy.E011"]),
+        ({"BAGGAGE_HOSTS": "billing.internal"}, ["tenancy.E013"]),
+        ({"CACHE_SHARED_PREFIXES": [""]}, ["tenancy.E013"]),
+        ({"BAGGAGE": True}, ["tenancy.W004"]),
+        ({"BAGGAGE": True, "BAGGAGE_HOSTS": ["*"]}, ["tenancy.W005"]),
     ],
 )
 def test_misconfiguration_is_reported_by_a_check(tenancy, expected):
@@ -183,13 +188,13 @@ def test_a_model_not_scoped_with_a_relation_to_a_scoped_model_is_warned():
 @pytest.mark.parametrize(
     ("cache", "expected"),
     [
-        ({"BACKEND": "django.core.cache.backends.redis.RedisCache"}, ["tenancy.W004"]),
+        ({"BACKEND": "django.core.cache.backends.redis.RedisCache"}, ["tenancy.W006"]),
         (
             {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "OPTIONS": {"socket_timeout": 0.5},
             },
-            ["tenancy.W004"],
+            ["tenancy.W006"],
         ),
         (
             {
@@ -198,7 +203,7 @@ def test_a_model_not_scoped_with_a_relation_to_a_scoped_model_is_warned():
             },
             [],
         ),
-        ({"BACKEND": "django_redis.cache.RedisCache"}, ["tenancy.W004"]),
+        ({"BACKEND": "django_redis.cache.RedisCache"}, ["tenancy.W006"]),
         ({"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, []),
     ],
 )

@@ -96,3 +96,43 @@ def test_the_logging_example_formats_djangos_own_lines_once():
     for line, logger in zip(lines, ("django.request", "django.server", "app"), strict=True):
         assert f" logger={logger} " in line, line
         assert " request_id=- tenant_id=-" in line, line
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "cache.md",
+            [
+                "globex plan: free",
+                "acme plan: enterprise",
+                "no tenant bound: refused",
+                "removed 1 key",
+                "globex still has: free",
+            ],
+        ),
+        (
+            "storage.md",
+            [
+                "reports/q1.txt /media/tenants/acme/reports/q1.txt",
+                "globex sees it: False",
+                "refused: unsafe_file_name\n" * 3,
+            ],
+        ),
+        ("observability.md", ["'tenant.id': 'initech'", "'tenancy.denied': 'tenant_inactive'"]),
+    ],
+)
+def test_infrastructure_doc_examples_run(name, expected, tenants, tmp_path, capsys):
+    from django.test import override_settings
+
+    blocks = [b for b in runnable_blocks(name) if not b.lstrip().startswith("# storages.py")]
+    assert blocks, f"{name} has no runnable example"
+    namespace: dict = {"__name__": "docs"}
+    with override_settings(MEDIA_ROOT=str(tmp_path), MEDIA_URL="/media/"):
+        for block in blocks:
+            exec(compile(block, str(DOCS / name), "exec"), namespace)
+    assert tenancy.get_context() is None
+    out = capsys.readouterr().out
+    for line in expected:
+        assert line in out, out

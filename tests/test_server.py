@@ -38,17 +38,18 @@ ERROR = re.compile(
 
 
 @contextlib.contextmanager
-def run_server(log_path):
-    """Serve the test settings with uvicorn on a free port of 127.0.0.1; always stop it."""
+def run_server(log_path, settings="tests.server_settings", env=None):
+    """Serve *settings* with uvicorn on a free port of 127.0.0.1; always stop it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(512)
     port = sock.getsockname()[1]
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.server_settings",
+        "DJANGO_SETTINGS_MODULE": settings,
         "TENANCY_SERVER_DB_NAME": str(connection.settings_dict["NAME"]),
         "PYTHONPATH": str(ROOT),
+        **(env or {}),
     }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -36,6 +36,7 @@ from celery.signals import before_task_publish
 from ..current import RuntimeContext, get_context, reset_context, set_context
 from ..exceptions import TenancyError
 from ..ids import CONTEXT_IDS, describe_rejected, is_valid_context_id, is_valid_request_id
+from ..otel import annotate_span
 from ..registry import tenant_context
 
 __all__ = [
@@ -127,8 +128,12 @@ def bind_task_context(values: Mapping[str, Any]) -> Token[RuntimeContext | None]
         tenant_id = values.get("tenant_id")
         shown = exc.tenant_id if exc.tenant_id is not None else describe_rejected(tenant_id)
         logger.warning("Refused a task: %s (%s)", exc.code, shown)
+        # A well-formed id only (as in the log line): the raw header never reaches the span.
+        annotate_span({"tenant_id": exc.tenant_id}, exc.code)
         raise
-    return set_context(RuntimeContext(data))
+    token = set_context(RuntimeContext(data))
+    annotate_span(data)  # the task's span (opentelemetry-instrumentation-celery), if recording
+    return token
 
 
 class ContextTask(Task):

@@ -41,6 +41,7 @@ from django.utils.functional import empty
 from ..current import RuntimeContext, bind_owned, reset_context
 from ..exceptions import TenancyError
 from ..middleware import _aresolve, _get_plan, _log_rejected, _start
+from ..otel import annotate_span
 
 __all__ = ["CLOSE_CODE", "TenantContextMiddleware", "bind_connection_context"]
 
@@ -99,6 +100,9 @@ async def bind_connection_context(scope: Scope) -> tuple[Token[RuntimeContext | 
             _log_rejected(rejected, claim, error)
         finally:
             reset_context(token)
+        annotate_span(
+            {"tenant_id": error.tenant_id, "request_id": values["request_id"]}, error.code
+        )
         raise error
     if info is not None:
         values["tenant_id"] = info.tenant_id
@@ -106,6 +110,7 @@ async def bind_connection_context(scope: Scope) -> tuple[Token[RuntimeContext | 
     if user_id is not None:
         values["user_id"] = user_id
     token = bind_owned(values)
+    annotate_span(values)  # the connection's span (an instrumented ASGI server), if recording
     if rejected:
         _log_rejected(rejected, None, None)
     return token, {**scope, "tenant": info, "request_id": values["request_id"]}

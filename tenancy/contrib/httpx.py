@@ -17,16 +17,14 @@ from typing import Any
 
 import httpx
 
-from ..propagation import context_headers
+from ..propagation import set_context_headers
 
 __all__ = ["add_context_hook", "async_add_context_hook", "async_context_client", "context_client"]
 
 
 def add_context_hook(request: httpx.Request) -> None:
     """Request hook of ``httpx.Client``: add the current context to *request*'s headers."""
-    for name, value in context_headers().items():
-        if name not in request.headers:  # case-insensitive
-            request.headers[name] = value
+    set_context_headers(request.headers, request.url)
 
 
 async def async_add_context_hook(request: httpx.Request) -> None:

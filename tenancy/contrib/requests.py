@@ -18,7 +18,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..propagation import context_headers
+from ..propagation import set_context_headers
 
 __all__ = ["ContextAdapter", "context_session"]
 
@@ -27,9 +27,7 @@ class ContextAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that adds the current context to every request it sends."""
 
     def add_headers(self, request: requests.PreparedRequest, **kwargs: Any) -> None:
-        for name, value in context_headers().items():
-            if name not in request.headers:  # case-insensitive
-                request.headers[name] = value
+        set_context_headers(request.headers, request.url)
 
 
 def context_session(**adapter_kwargs: Any) -> requests.Session:

@@ -9,9 +9,11 @@ from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
 
 from .. import guards
+from ..conf import tenancy_settings
 from ..ids import TENANT_ID_MAX_LENGTH
 from ..managers import TenantScopedManager, UnscopedManager
 from ..related import install_scoped_descriptors
+from ..storage import use_tenant_storage
 from .tenants import Tenant, TenantMembership
 
 __all__ = [
@@ -69,7 +71,12 @@ class TenantScopedModel(models.Model):
         guards.check_row_tenant(self)
         guards.check_hand_built_row(self, using, kwargs.get("force_insert"))
         guards.check_references([self], kwargs.get("update_fields"), using)
-        super().save(*args, **kwargs)
+        if tenancy_settings.ROW_LEVEL_SECURITY:
+            # Outside any tenant (maintenance code), PostgreSQL sees the row's own tenant.
+            with guards.row_tenant_bound(self):
+                super().save(*args, **kwargs)
+        else:
+            super().save(*args, **kwargs)
         guards.remember_db_state(self)
 
     save.alters_data = True  # type: ignore[attr-defined]
@@ -78,6 +85,9 @@ class TenantScopedModel(models.Model):
         self, using: str | None = None, keep_parents: bool = False
     ) -> tuple[int, dict[str, int]]:
         guards.check_row_delete(self, using)
+        if tenancy_settings.ROW_LEVEL_SECURITY:
+            with guards.row_tenant_bound(self):
+                return super().delete(using=using, keep_parents=keep_parents)
         return super().delete(using=using, keep_parents=keep_parents)
 
     delete.alters_data = True  # type: ignore[attr-defined]
@@ -122,6 +132,16 @@ def _unscoped_base_manager(sender: type[models.Model], **kwargs: Any) -> None:
 
 
 class_prepared.connect(_unscoped_base_manager, dispatch_uid="tenancy.unscoped_base_manager")
+
+
+def _tenant_file_storage(sender: type[models.Model], **kwargs: Any) -> None:
+    # A scoped row's files are the tenant's too: file fields left on the default
+    # storage get its tenant-scoped form (tenancy.storage), with no code in the model.
+    if getattr(sender, "tenant_scoped", False) is True:
+        use_tenant_storage(sender)
+
+
+class_prepared.connect(_tenant_file_storage, dispatch_uid="tenancy.tenant_file_storage")
 
 
 class TenantStatsBucket(models.Model):

@@ -31,3 +31,13 @@ class Note(TenantScopedModel):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Attachment(TenantScopedModel):
+    """A scoped model with a plain FileField: its files are the tenant's (tenancy.storage)."""
+
+    title = models.CharField(max_length=100)
+    file = models.FileField(upload_to="attachments/")
+
+    def __str__(self) -> str:
+        return self.title

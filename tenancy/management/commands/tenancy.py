@@ -7,9 +7,12 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
+from ...conf import tenancy_settings
 from ...exceptions import TenancyError
 from ...registry import tenant_context
+from ...rls import table_states
 from ...runtime import cleanup_inactive_user_contexts
 from ...stats.report import hourly_usage, tenant_usage, usage_summary
 from ..run import active_tenant_ids, run_for_tenants
@@ -38,7 +41,8 @@ def _json_object(value: str) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Manage tenants: register, list, activate, deactivate, unregister; show usage "
-        "statistics; remove stale per-user runtime settings; run a command per tenant."
+        "statistics; remove stale per-user runtime settings; run a command per tenant; "
+        "report row-level security."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -65,6 +69,12 @@ class Command(BaseCommand):
         stats.add_argument(
             "--hours", type=_positive_int, default=24, help="Hours of the hourly series (24)."
         )
+
+        rls = sub.add_parser(
+            "rls", help="Row-level security of each tenant-scoped table (PostgreSQL)."
+        )
+        rls.add_argument("--json", action="store_true", help="Print JSON.")
+        rls.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default).")
 
         cleanup = sub.add_parser(
             "cleanup-contexts", help="Remove per-user runtime settings not used for a while."
@@ -194,6 +204,46 @@ class Command(BaseCommand):
                     f"{u.tenant_id:<{width}}  {state:<8}  {u.members:>7}  {u.switches:>9}  "
                     f"{u.requests:>9}  {u.denied_requests:>7}  {last}"
                 )
+
+    def do_rls(self, options: dict[str, Any]) -> None:
+        alias = options["database"]
+        if alias not in connections:
+            raise CommandError(f"No database alias {alias!r} in DATABASES.")
+        if connections[alias].vendor != "postgresql":
+            raise CommandError(
+                f"Row-level security needs PostgreSQL; database {alias!r} is "
+                f"{connections[alias].vendor}."
+            )
+        on = bool(tenancy_settings.ROW_LEVEL_SECURITY)
+        states = table_states(alias)
+        missing = [s.table for s in states if not s.walled]
+        if options["json"]:
+            data = {
+                "row_level_security": on,
+                "database": alias,
+                "tables": [s.as_dict() for s in states],
+            }
+            self.stdout.write(json.dumps(data, indent=2))
+        else:
+            self.stdout.write(
+                f"ROW_LEVEL_SECURITY is {'on' if on else 'off'}; "
+                f"{len(states) - len(missing)} of {len(states)} scoped tables walled "
+                f"in database {alias!r}."
+            )
+            width = max([len("table"), *(len(s.table) for s in states)])
+            self.stdout.write(f"{'table':<{width}}  enabled  forced  policy  model")
+            for s in states:
+                marks = [("yes" if flag else "NO") for flag in (s.enabled, s.forced, s.policy)]
+                if not s.exists:
+                    marks = ["-", "-", "-"]
+                self.stdout.write(
+                    f"{s.table:<{width}}  {marks[0]:<7}  {marks[1]:<6}  {marks[2]:<6}  {s.model}"
+                )
+        if on and missing:
+            raise CommandError(
+                f"Scoped tables without row-level security: {', '.join(missing)}. "
+                f"Run 'python manage.py migrate --database {alias}' as the tables' owner."
+            )
 
     def do_run(self, options: dict[str, Any]) -> None:
         tenant_ids = active_tenant_ids() if options["all_active"] else options["tenant"]
