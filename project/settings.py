@@ -68,6 +68,13 @@ WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'demo.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent writers wait for each other instead of failing (docs/production.md, "SQLite").
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 if CACHES["default"]["BACKEND"].endswith(".RedisCache"):
     # A Redis that stops answering fails fast; tenancy then reads the database.
@@ -96,7 +103,6 @@ REST_FRAMEWORK = {
 }
 
 TENANCY = {
-    "STATS_FLUSH_INTERVAL": 10,
     # The X-Tenant-ID header first; a logged-in member of a single tenant needs no header.
     "RESOLVERS": ["tenancy.resolvers.HeaderResolver", "tenancy.resolvers.MembershipResolver"],
 }

@@ -60,7 +60,6 @@ if TYPE_CHECKING:
         aswitch,
         deactivate_tenant,
         get_current_tenant,
-        get_stats,
         get_tenant,
         is_tenant_active,
         is_tenant_registered,
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
     )
     from .rls import bypass_rls
     from .state import TenantInfo
+    from .stats.report import get_stats
 
 __version__ = "0.1.0"
 
@@ -82,7 +82,6 @@ _REGISTRY = (
     "aswitch",
     "deactivate_tenant",
     "get_current_tenant",
-    "get_stats",
     "get_tenant",
     "is_tenant_active",
     "is_tenant_registered",
@@ -99,6 +98,7 @@ _LAZY = {
     "TenantInfo": "tenancy.state",
     "with_context": "tenancy.decorators",
     "bypass_rls": "tenancy.rls",
+    "get_stats": "tenancy.stats.report",
     **dict.fromkeys(_REGISTRY, "tenancy.registry"),
 }
 

@@ -62,6 +62,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     errors.extend(_redis_timeouts(getattr(settings, "CACHES", {}).get(conf["CACHE_ALIAS"])))
+    stats_alias = conf["STATS_CACHE_ALIAS"]
+    if stats_alias is not None and stats_alias not in getattr(settings, "CACHES", {}):
+        errors.append(
+            _error(
+                f"TENANCY['STATS_CACHE_ALIAS'] is {stats_alias!r}, which is not in CACHES.",
+                "Name a Redis cache of CACHES, or None to use CACHE_ALIAS.",
+                "tenancy.E015",
+            )
+        )
+    if conf["STATS_SHARED"] not in (None, True, False):
+        errors.append(
+            _error(
+                "TENANCY['STATS_SHARED'] must be None, True or False.",
+                "None (the default) keeps counts in Redis when the statistics cache is Redis.",
+                "tenancy.E016",
+            )
+        )
     resolvers = conf["RESOLVERS"]
     if not isinstance(resolvers, (list, tuple)) or not resolvers:
         errors.append(

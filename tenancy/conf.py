@@ -48,9 +48,15 @@ DEFAULTS: dict[str, Any] = {
     # Keys tenancy.cache.make_key leaves shared, whoever is bound (besides the
     # package's own CACHE_KEY_PREFIX keys): a session belongs to a user, not a tenant.
     "CACHE_SHARED_PREFIXES": ["django.contrib.sessions."],
-    # Statistics: counters are flushed to the database at most this often (seconds).
+    # Statistics: counters are flushed to the database this often (seconds). Without
+    # a shared cache, a process killed with SIGKILL loses at most this interval's counts.
     "STATS_ENABLED": True,
-    "STATS_FLUSH_INTERVAL": 10,
+    "STATS_FLUSH_INTERVAL": 1,
+    # Keep counts in Redis as they happen (one Lua call per request), so a killed
+    # process loses none: None = on when the STATS_CACHE_ALIAS cache is Redis.
+    "STATS_SHARED": None,
+    # The cache holding the shared counts; None = CACHE_ALIAS.
+    "STATS_CACHE_ALIAS": None,
     # Flush without being asked: at the end of requests when due, from a daemon
     # thread every STATS_FLUSH_INTERVAL seconds, and at interpreter exit. Turn it
     # off where you call tenancy.stats.flush.flush_stats() yourself (test suites).

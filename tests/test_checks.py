@@ -46,6 +46,8 @@ def test_default_settings_pass():
         ({"CACHE_RETRY_INTERVAL": -1}, ["tenancy.E006"]),
         ({"OUTAGE_LOG_INTERVAL": None}, ["tenancy.E006"]),
         ({"UNIFORM_DENIAL": "yes"}, ["tenancy.E011"]),
+        ({"STATS_CACHE_ALIAS": "nope"}, ["tenancy.E015"]),
+        ({"STATS_SHARED": "yes"}, ["tenancy.E016"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
         ({"RESOLVERS": [123]}, ["tenancy.E004"]),
         ({"RESOLVERS": ["tenancy.resolvers.SubdomainResolver"]}, ["tenancy.E012"]),

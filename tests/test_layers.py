@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "db.*",
         ],
     ),
-    ("statistics", ["stats.flush", "stats.report"]),
+    ("statistics", ["stats.upsert", "stats.shared", "stats.flush", "stats.report"]),
     (
         "services",
         [

@@ -104,3 +104,19 @@ def test_hourly_usage_covers_the_window_oldest_first(tenants):
 def test_hourly_usage_needs_at_least_one_hour():
     with pytest.raises(ValueError, match="at least 1"):
         hourly_usage(0)
+
+
+@pytest.mark.django_db
+def test_get_stats_usage_is_the_statistics_page_totals(tenants, admin_client):
+    for tenant_id in ("acme", "acme", "globex"):
+        with tenancy.switch(tenant_id):
+            counters.request_done(tenant_id, denied=tenant_id == "globex")
+    flush_stats()
+    with tenancy.switch("acme"):  # pending in this process
+        pass
+    usage = tenancy.get_stats()["usage"]
+    assert usage == {"switches": 4, "requests": 3, "denied_requests": 1}
+    totals = admin_client.get("/admin/tenancy/tenant/statistics/").context["totals"]
+    assert usage["switches"] == totals["total_switches"]
+    assert usage["requests"] == totals["total_requests"]
+    assert usage["denied_requests"] == totals["total_denied_requests"]

@@ -86,7 +86,7 @@ class TenantAdmin(admin.ModelAdmin):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
         # Add this process's pending counts, read with the page so none is seen twice.
-        rows, pending = read_consistently(lambda: list(changelist.result_list))
+        rows, pending = read_consistently(lambda: list(changelist.result_list.all()))
         extra = pending_by_tenant(pending)
         for row in rows:
             row.usage = usage_of(row, extra.get(row.tenant_id))

@@ -23,6 +23,7 @@ __all__ = [
     "Tenant",
     "TenantMembership",
     "TenantScopedModel",
+    "TenantStatsBatch",
     "TenantStatsBucket",
     "UserRuntimeContext",
 ]
@@ -170,6 +171,30 @@ class TenantStatsBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} @ {self.hour:%Y-%m-%d %H}:00"
+
+
+class TenantStatsBatch(models.Model):
+    """A batch of shared counts folded into the buckets: written in the same transaction.
+
+    A batch claimed from the shared cache is identified by the cache's epoch
+    (a token that changes if the cache loses its statistics keys) and a
+    sequence number. Its row makes a second fold of the same batch (after a
+    crash between the commit and the cache cleanup) a no-op.
+    """
+
+    epoch = models.CharField(_("epoch"), max_length=32)
+    seq = models.PositiveBigIntegerField(_("sequence number"))
+    applied_at = models.DateTimeField(_("applied at"), db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["epoch", "seq"], name="tenancy_stats_batch_unique")
+        ]
+        verbose_name = _("tenant statistics batch")
+        verbose_name_plural = _("tenant statistics batches")
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}"
 
 
 class UserRuntimeContext(models.Model):

@@ -19,24 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from contextlib import nullcontext
+from datetime import timedelta
+from typing import TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Q
+from django.utils import timezone
 
 from ..conf import tenancy_settings
 from .counters import Pending, counters
+from .shared import Batch, Snapshot, shared_counts
+from .upsert import add_counts
 
 __all__ = [
     "FlushScheduler",
     "flush_if_due",
     "flush_stats",
+    "push_counts",
     "read_consistently",
     "scheduler",
     "write_pending",
@@ -49,6 +54,9 @@ T = TypeVar("T")
 # One flush, or one consistent read, at a time in this process: a read made
 # under it sees each count either still pending or already in the database.
 _lock = threading.Lock()
+# Taken while this process's counts move out of it (to Redis, or straight to the
+# database): a read under it sees each count in this process or where it went.
+_push_lock = threading.Lock()
 
 
 def _stats_db() -> str:
@@ -58,101 +66,178 @@ def _stats_db() -> str:
 
 
 def flush_stats(*, using: str | None = None, timeout: float = -1) -> int:
-    """Write this process's pending counts now; return how many buckets were written.
+    """Write pending counts now; return how many buckets were written.
 
-    Waits up to *timeout* seconds (forever by default) for a flush already
-    running in another thread. On a database error the counts are put back
-    for the next flush and the error is raised.
+    Without a shared cache, this process's counts. With one (see
+    :mod:`tenancy.stats.shared`), this process's counts go to it first, then
+    every count there (from any process, killed ones included) is claimed and
+    folded in. Waits up to *timeout* seconds (forever by default) for a flush
+    already running in another thread. On a database error the counts are
+    kept for the next flush and the error is raised.
     """
     if not _lock.acquire(timeout=timeout):
         return 0
     try:
-        pending = counters.take_pending()
-        if not pending:
-            return 0
-        try:
-            return write_pending(pending, using=using or _stats_db())
-        except BaseException:
-            counters.restore_pending(pending)
-            raise
+        db = using or _stats_db()
+        if shared_counts.enabled and push_counts():
+            written = 0
+            for batch in shared_counts.claim():
+                try:
+                    written += write_pending(
+                        batch.pending, using=db, batch=(batch.epoch, batch.seq)
+                    )
+                except BaseException:
+                    # The batch stays in Redis for the next flush (or, if this process
+                    # dies first, for any flush once its lease has run out).
+                    _release_logged(batch)
+                    raise
+                shared_counts.forget(batch)
+            return written
+        # No shared cache, or it is unreachable: this process's counts, straight in.
+        with _push_lock:
+            pending = counters.take_pending()
+            if not pending:
+                return 0
+            try:
+                return write_pending(pending, using=db)
+            except BaseException:
+                counters.restore_pending(pending)
+                raise
     finally:
         _lock.release()
 
 
+def push_counts() -> bool:
+    """Add this process's pending counts to the shared cache; False if it failed (kept)."""
+    with _push_lock:
+        pending = counters.take_pending()
+        if not pending:
+            return True
+        try:
+            shared_counts.add(pending)
+        except Exception as error:
+            counters.restore_pending(pending)
+            _warn_unshared(error)
+            return False
+    return True
+
+
+def _release_logged(batch: Batch) -> None:
+    try:
+        shared_counts.release(batch)
+    except Exception as error:
+        _warn_unshared(error)
+
+
+_warned_at = -math.inf
+
+
+def _warn_unshared(error: Exception) -> None:
+    global _warned_at
+    now = _monotonic()
+    if now - _warned_at >= 60:
+        _warned_at = now
+        logger.warning(
+            "Could not add tenant statistics to the shared cache (%s: %r); "
+            "they are kept in this process and written to the database directly.",
+            type(error).__name__,
+            str(error),
+        )
+
+
 def read_consistently(read: Callable[[], T]) -> tuple[T, dict[tuple[str, int], Pending]]:
-    """Return ``read()`` and a copy of the pending counts, with no flush in between.
+    """Return ``read()`` and the counts not yet in the database, with none seen twice.
 
-    ``read`` must evaluate its queries. Adding the pending counts to what it
-    read counts every event exactly once.
+    ``read`` must evaluate fresh queries each time it is called (it may be
+    called again when a flush ran meanwhile: ``list(queryset.all())``, not
+    ``list(queryset)``, whose results are cached). Adding the returned counts to what it
+    read counts every event exactly once: without a shared cache, this
+    process's pending counts, read with no flush in between; with one, also the
+    counts in Redis, less the batches that the database shows folded.
     """
-    with _lock:
-        pending = counters.peek_pending()
-        return read(), pending
+    if not shared_counts.enabled:
+        with _lock:
+            pending = counters.peek_pending()
+            return read(), pending
+    for attempt in range(4):
+        # The last attempt keeps this process's flushes out; other processes flush
+        # once an interval, so an earlier attempt has found a quiet moment by then.
+        with _lock if attempt == 3 else nullcontext():
+            with _push_lock:
+                local = counters.peek_pending()
+                try:
+                    snapshot = shared_counts.snapshot()
+                except Exception as error:
+                    _warn_unshared(error)
+                    return read(), local
+            # A batch folded while read() ran, or one claimed after the snapshot and
+            # folded already, would be counted twice or not at all: read again.
+            before = _folded(snapshot)
+            result = read()
+            folded = _folded(snapshot)
+        if folded == before and all(seq <= snapshot.seq for seq in folded):
+            break
+    pending = local
+    for counts in (
+        snapshot.live,
+        *(batch for seq, batch in snapshot.claimed.items() if seq not in folded),
+    ):
+        for key, value in counts.items():
+            pending.setdefault(key, Pending()).add(value)
+    return result, pending
 
 
-def write_pending(pending: dict[tuple[str, int], Pending], *, using: str) -> int:
-    """Add *pending* to the buckets in one transaction; return how many were written."""
-    from ..models import Tenant, TenantStatsBucket
+def _folded(snapshot: Snapshot) -> set[int]:
+    """The batches of *snapshot*'s epoch that the database shows folded, or claimed since."""
+    from ..models import TenantStatsBatch
 
-    tenants = Tenant.objects.using(using).filter(
-        tenant_id__in=sorted({tenant_id for tenant_id, _ in pending})
+    return set(
+        TenantStatsBatch.objects.using(_stats_db())
+        .filter(epoch=snapshot.epoch)
+        .filter(Q(seq__gt=snapshot.seq) | Q(seq__in=list(snapshot.claimed)))
+        .values_list("seq", flat=True)
     )
-    features = connections[using].features
-    lock = features.has_select_for_update
-    if not lock:
-        # SQLite: read before the transaction, so that its first statement is a
-        # write. A read first makes a busy database fail at once ("database is
-        # locked") where a write first waits for the other writer.
-        known = set(tenants.values_list("tenant_id", flat=True))
-    written = dropped = 0
+
+
+def write_pending(
+    pending: dict[tuple[str, int], Pending], *, using: str, batch: tuple[str, int] | None = None
+) -> int:
+    """Add *pending* to the buckets in one transaction; return how many were written.
+
+    The buckets are written in a constant number of statements (see
+    :mod:`tenancy.stats.upsert`). With *batch* (a shared batch's ``(epoch, seq)``)
+    the batch is recorded in the same transaction, and a batch recorded
+    already writes nothing and returns 0: folding it again adds nothing.
+    """
+    from ..models import TenantStatsBucket
+
     with transaction.atomic(using=using):
-        if lock:
-            # Keeps the tenants from being deleted before commit (foreign keys
-            # may be checked only then); ordered, so flushers never deadlock.
-            locked = tenants.order_by("tenant_id").select_for_update(
-                no_key=features.has_select_for_no_key_update
-            )
-            known = set(locked.values_list("tenant_id", flat=True))
-        for (tenant_id, hour), counts in sorted(pending.items()):
-            if tenant_id not in known:
-                dropped += 1
-                continue
-            _add(TenantStatsBucket, using, tenant_id, hour, counts)
-            written += 1
-    if dropped:
-        logger.info("Dropped %d statistics buckets of deleted tenants.", dropped)
+        if batch is not None and not _record_batch(batch, using):
+            return 0
+        written = add_counts(TenantStatsBucket, pending, using=using)
+    if written < len(pending):
+        logger.info("Dropped %d statistics buckets of deleted tenants.", len(pending) - written)
     return written
 
 
-def _add(model: Any, using: str, tenant_id: str, hour: int, counts: Pending) -> None:
-    hour_start = datetime.fromtimestamp(hour, tz=UTC)
-    last = datetime.fromtimestamp(counts.last_activity, tz=UTC) if counts.last_activity else None
-    bucket = model.objects.using(using).filter(tenant_id=tenant_id, hour=hour_start)
-    changes: dict[str, Any] = {
-        "switches": F("switches") + counts.switches,
-        "requests": F("requests") + counts.requests,
-        "denied_requests": F("denied_requests") + counts.denied_requests,
-    }
-    if last is not None:
-        value = Value(last, output_field=DateTimeField())
-        changes["last_activity"] = Greatest(Coalesce("last_activity", value), value)
-    if bucket.update(**changes):
-        return
+#: How long a folded batch is remembered: far longer than any claim is retried after.
+BATCH_RETENTION = timedelta(days=1)
+
+
+def _record_batch(batch: tuple[str, int], using: str) -> bool:
+    """Record *batch* as folded; False when it was already (by this or another process)."""
+    from ..models import TenantStatsBatch
+
+    epoch, seq = batch
+    now = timezone.now()
+    batches = TenantStatsBatch.objects.using(using)
     try:
-        with transaction.atomic(using=using):  # a savepoint: a failed insert spares the rest
-            model.objects.using(using).create(
-                tenant_id=tenant_id,
-                hour=hour_start,
-                switches=counts.switches,
-                requests=counts.requests,
-                denied_requests=counts.denied_requests,
-                last_activity=last,
-            )
+        with transaction.atomic(using=using):  # a savepoint: a duplicate spares the transaction
+            batches.create(epoch=epoch, seq=seq, applied_at=now)
     except IntegrityError:
-        # Another process created this bucket since our update: add to theirs.
-        # No bucket even now means the insert failed for another reason.
-        if not bucket.update(**changes):
-            raise
+        return False
+    batches.filter(applied_at__lt=now - BATCH_RETENTION).delete()
+    return True
 
 
 def _in_event_loop() -> bool:
@@ -224,7 +309,7 @@ class FlushScheduler:
                 break
             if woken or time.monotonic() >= self.next_due:
                 self.next_due = time.monotonic() + tenancy_settings.STATS_FLUSH_INTERVAL
-                if counters.has_pending():
+                if counters.has_pending() or shared_counts.enabled:
                     self._flush_logged(timeout=-1)
                     # This thread's connections would otherwise stay open forever.
                     for conn in connections.all(initialized_only=True):
@@ -250,15 +335,16 @@ class FlushScheduler:
         if not (tenancy_settings.STATS_AUTO_FLUSH and tenancy_settings.STATS_ENABLED):
             return
         for attempt in range(attempts):
-            if not counters.has_pending():
+            if not counters.has_pending() and (attempt or not shared_counts.enabled):
                 return
             if attempt:
                 time.sleep(0.2 * attempt)  # e.g. SQLite busy with another writer
             self._flush_logged(timeout=10)
 
     def _after_fork_in_child(self) -> None:
-        global _lock
+        global _lock, _push_lock
         _lock = threading.Lock()
+        _push_lock = threading.Lock()
         self._thread = None
         self._wake = threading.Event()
         self._halt = threading.Event()
@@ -270,12 +356,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=scheduler._after_fork_in_child)
 
 
+def _push_each_request() -> bool:
+    s = tenancy_settings
+    return bool(s.STATS_ENABLED and s.STATS_AUTO_FLUSH and shared_counts.enabled)
+
+
 def flush_if_due() -> None:
     """Persist pending counts when ``TENANCY["STATS_FLUSH_INTERVAL"]`` has passed.
 
     Called by the middleware at the end of each request: one clock read when
     not due. When due, sync code writes at once; code running in an event loop
-    hands the write to the background flusher thread instead.
+    hands the write to the background flusher thread instead. With a shared
+    cache, the request's counts are first added to it (one Lua call, made
+    where the request runs, on the event loop under ASGI as the shared tenant
+    lookup is), so that a process killed after answering loses none of them.
     """
+    if _push_each_request():
+        push_counts()
     if _monotonic() >= scheduler.next_due:
         scheduler.run_due()

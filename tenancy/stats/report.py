@@ -24,10 +24,12 @@ __all__ = [
     "HourUsage",
     "TenantUsage",
     "annotate_usage",
+    "get_stats",
     "hourly_usage",
     "pending_by_tenant",
     "tenant_usage",
     "usage_summary",
+    "usage_totals",
 ]
 
 
@@ -130,7 +132,7 @@ def tenant_usage(queryset: QuerySet[Any] | None = None) -> list[TenantUsage]:
     from ..models import Tenant
 
     rows = annotate_usage(Tenant.objects.all() if queryset is None else queryset)
-    tenants, pending = read_consistently(lambda: list(rows))
+    tenants, pending = read_consistently(lambda: list(rows.all()))
     extra = pending_by_tenant(pending)
     return [usage_of(tenant, extra.get(tenant.tenant_id)) for tenant in tenants]
 
@@ -157,7 +159,7 @@ def hourly_usage(hours: int = 24, *, now: datetime | None = None) -> list[HourUs
         .values("hour")
         .annotate(s=Sum("switches"), r=Sum("requests"), d=Sum("denied_requests"))
     )
-    stored, pending = read_consistently(lambda: list(rows))
+    stored, pending = read_consistently(lambda: list(rows.all()))
     sums: defaultdict[datetime, Pending] = defaultdict(Pending)
     for row in stored:
         sums[row["hour"].astimezone(UTC)].add(Pending(row["s"], row["r"], row["d"]))
@@ -180,3 +182,44 @@ def usage_summary(usage: Iterable[TenantUsage]) -> dict[str, int]:
         "total_requests": sum(row.requests for row in rows),
         "total_denied_requests": sum(row.denied_requests for row in rows),
     }
+
+
+def usage_totals() -> dict[str, int]:
+    """Switches, requests and denied requests of every tenant, every process, every hour.
+
+    The statistics page's totals, from one aggregate query plus what is not in
+    the database yet (this process's counts, and the shared cache's).
+    """
+    from ..models import Tenant, TenantStatsBucket
+
+    def read() -> dict[str, Any]:
+        return TenantStatsBucket.objects.order_by().aggregate(
+            switches=Sum("switches"),
+            requests=Sum("requests"),
+            denied_requests=Sum("denied_requests"),
+        )
+
+    stored, pending = read_consistently(read)
+    extra = pending_by_tenant(pending)
+    known = set(Tenant.objects.filter(tenant_id__in=extra).values_list("tenant_id", flat=True))
+    totals = {name: int(value or 0) for name, value in stored.items()}
+    for tenant_id, counts in extra.items():
+        if tenant_id in known:  # a deleted tenant's counts are never written
+            for name in totals:
+                totals[name] += getattr(counts, name)
+    return totals
+
+
+def get_stats() -> dict[str, Any]:
+    """Return the registry's figures and ``usage``: :func:`usage_totals`.
+
+    ``total_tenants``, ``active_tenants``, ``total_switches`` and
+    ``active_switches`` (this process), ``current_tenant``, as
+    :meth:`tenancy.registry.TenantContext.get_stats` gives them; ``usage`` holds
+    ``switches``, ``requests`` and ``denied_requests`` summed over every process,
+    the same totals as the admin's statistics page, whether the counts were
+    kept in a shared cache or in each process.
+    """
+    from ..registry import tenant_context
+
+    return {**tenant_context.get_stats(), "usage": usage_totals()}
