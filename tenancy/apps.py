@@ -18,7 +18,7 @@ class TenancyConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from . import checks, membership, receivers, rls
+        from . import checks, membership, receivers, rls, signals
         from .models import Tenant, TenantMembership
         from .stats.flush import scheduler
 
@@ -29,6 +29,9 @@ class TenancyConfig(AppConfig):
         post_save.connect(changed, sender=TenantMembership, dispatch_uid="tenancy.member.saved")
         post_delete.connect(changed, sender=TenantMembership, dispatch_uid="tenancy.member.deleted")
         setting_changed.connect(receivers.settings_changed, dispatch_uid="tenancy.settings")
+        signals.tenant_unregistering.connect(
+            receivers.tenant_unregistering, dispatch_uid="tenancy.unregistering"
+        )
         # Row-level security (off by default): the tenant reaches PostgreSQL per
         # transaction, and migrate keeps each scoped table's policy as the setting says.
         connection_created.connect(rls.install, dispatch_uid="tenancy.rls.install")

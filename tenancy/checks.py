@@ -61,6 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "tenancy.E003",
             )
         )
+    errors.extend(_redis_timeouts(getattr(settings, "CACHES", {}).get(conf["CACHE_ALIAS"])))
     stats_alias = conf["STATS_CACHE_ALIAS"]
     if stats_alias is not None and stats_alias not in getattr(settings, "CACHES", {}):
         errors.append(
@@ -123,7 +124,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "tenancy.E005",
             )
         )
-    for key in ("CACHE_TIMEOUT", "STATS_FLUSH_INTERVAL", "STATE_RECHECK_INTERVAL"):
+    for key in (
+        "CACHE_TIMEOUT",
+        "STATS_FLUSH_INTERVAL",
+        "STATE_RECHECK_INTERVAL",
+        "CACHE_RETRY_INTERVAL",
+        "OUTAGE_LOG_INTERVAL",
+    ):
         value = conf[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             errors.append(
@@ -133,7 +140,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     "tenancy.E006",
                 )
             )
-    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH", "BAGGAGE"):
+    for key in ("STATS_ENABLED", "STATS_AUTO_FLUSH", "BAGGAGE", "UNIFORM_DENIAL"):
         if not isinstance(conf[key], bool):
             errors.append(
                 _error(
@@ -184,6 +191,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+# The socket timeouts of each Redis backend's OPTIONS: without them a Redis that
+# stops answering holds every request that looks a tenant up (redis-py waits forever).
+_REDIS_TIMEOUTS = {
+    "django.core.cache.backends.redis.RedisCache": ("socket_connect_timeout", "socket_timeout"),
+    "django_redis.cache.RedisCache": ("SOCKET_CONNECT_TIMEOUT", "SOCKET_TIMEOUT"),
+}
+
+
+def _redis_timeouts(cache: Any) -> list[checks.CheckMessage]:
+    """``tenancy.W006`` for a Redis tenant cache whose socket timeouts are not set."""
+    if not isinstance(cache, dict):
+        return []
+    names = _REDIS_TIMEOUTS.get(str(cache.get("BACKEND", "")))
+    options = cache.get("OPTIONS") or {}
+    missing = [name for name in names or () if name not in options]
+    if not missing:
+        return []
+    return [
+        checks.Warning(
+            f"The Redis cache of TENANCY['CACHE_ALIAS'] sets no {' or '.join(missing)}: "
+            "a Redis that stops answering would hold every request that looks a tenant up.",
+            hint=f"Add {', '.join(f'{name!r}: 0.5' for name in missing)} to its OPTIONS "
+            "(see docs/production.md).",
+            id="tenancy.W006",
+        )
+    ]
 
 
 def _baggage_warnings(conf: dict[str, Any]) -> list[checks.CheckMessage]:

@@ -29,6 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
     "CACHE_TIMEOUT": 300,
     "CACHE_KEY_PREFIX": "tenancy",
+    # After a cache failure the cache is skipped (the database answers) for this
+    # many seconds, then tried again; a warning is logged at most once per
+    # OUTAGE_LOG_INTERVAL seconds per cache (tenancy.outage).
+    "CACHE_RETRY_INTERVAL": 1.0,
+    "OUTAGE_LOG_INTERVAL": 60.0,
+    # Unknown and inactive tenants get one 403 (code "tenant_denied") for callers
+    # who are not members or staff, so tenant ids cannot be enumerated.
+    "UNIFORM_DENIAL": False,
     # Tenants kept in this process's LRU (the whole state with a local-memory
     # cache, the local copy in front of a shared one); the least recently used
     # are evicted one by one beyond it.

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, JsonResponse
 
 from .context import Context
@@ -31,9 +31,11 @@ def tenant_required(view_func: V) -> V:
 
         @functools.wraps(view_func)
         async def _async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            body = tenant_denial(request)
-            if body is not None:
-                return JsonResponse(body, status=403)
+            if getattr(request, "tenant", None) is None:
+                # Off the loop: UNIFORM_DENIAL reads the user and their memberships.
+                body = await sync_to_async(tenant_denial)(request)
+                if body is not None:
+                    return JsonResponse(body, status=403)
             return await view_func(request, *args, **kwargs)
 
         return _async_view  # type: ignore[return-value]

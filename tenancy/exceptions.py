@@ -12,8 +12,10 @@ __all__ = [
     "InvalidTenantIdError",
     "ServiceError",
     "TenancyError",
+    "TenancyUnavailableError",
     "TenantAccessDenied",
     "TenantAlreadyRegisteredError",
+    "TenantDeniedError",
     "TenantHasDataError",
     "TenantInUseError",
     "TenantInactiveError",
@@ -161,6 +163,27 @@ class TenantAccessDenied(TenancyError):
     code = "tenant_access_denied"
     status_code = 403
     default_message = "You are not a member of this tenant."
+
+
+class TenantDeniedError(TenancyError):
+    """The one refusal of ``TENANCY["UNIFORM_DENIAL"]``: unknown, inactive or not yours."""
+
+    code = "tenant_denied"
+    status_code = 403
+    default_message = (
+        "This tenant is not available: it is not registered, not active, or you are "
+        "not one of its members."
+    )
+
+
+class TenancyUnavailableError(TenancyError):
+    """Tenant state cannot be read: the database (and the cache) cannot be reached."""
+
+    code = "tenancy_unavailable"
+    status_code = 503
+    default_message = (
+        "Tenant state cannot be read right now: the database cannot be reached. Retry later."
+    )
 
 
 class UnsafeFileNameError(TenancyError, SuspiciousFileOperation):

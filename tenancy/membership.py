@@ -16,9 +16,8 @@ import hashlib
 import re
 from typing import Any
 
-from django.core.cache import caches
-
 from .conf import tenancy_settings
+from .outage import database_guard, guarded_cache
 from .overlay import read_through, write
 from .state import SharedStore
 
@@ -30,7 +29,8 @@ _SAFE_PK = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def _store(using: str) -> SharedStore:
     # The cache itself, even a local-memory one: memberships are read per user.
     prefix = f"{tenancy_settings.CACHE_KEY_PREFIX}:{using}:members:"
-    return SharedStore(caches[tenancy_settings.CACHE_ALIAS], prefix, tenancy_settings.CACHE_TIMEOUT)
+    # Guarded: a cache that fails is a miss, and the database answers (tenancy.outage).
+    return SharedStore(guarded_cache(), prefix, tenancy_settings.CACHE_TIMEOUT)
 
 
 def _key(user_pk: Any) -> str:
@@ -44,7 +44,9 @@ def _fetch(user_pk: Any, using: str) -> tuple[str, ...]:
     from .models.tenants import TenantMembership
 
     rows = TenantMembership.objects.using(using).filter(user_id=user_pk)
-    return tuple(sorted(str(tenant_id) for tenant_id in rows.values_list("tenant_id", flat=True)))
+    with database_guard("Memberships"):
+        ids = list(rows.values_list("tenant_id", flat=True))
+    return tuple(sorted(str(tenant_id) for tenant_id in ids))
 
 
 def user_tenant_ids(user_pk: Any, using: str = "default") -> frozenset[str]:

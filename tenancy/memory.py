@@ -148,6 +148,24 @@ class ContextManager:
                 cls._registry.popitem(last=False)
         return instance
 
+    @classmethod
+    def forget_tenant(cls, tenant_id: str, using: str = "default") -> None:
+        """Release every instance of *tenant_id* once the transaction on *using* commits.
+
+        Called for ``tenant_unregistering``: the tenant's conversations are
+        deleted with it (``deleted_with_tenant``), so no instance may keep
+        pointing at them. Instances in other processes find their row gone and
+        start a new conversation, in the tenant then registered.
+        """
+
+        def release() -> None:
+            with cls._registry_lock:
+                for key in [key for key in cls._registry if key[0] == tenant_id]:
+                    instance = cls._registry.pop(key)
+                    instance._conversation_pk = None
+
+        transaction.on_commit(release, using=using)
+
     def clear(self) -> None:
         """Release this instance from the registry; the conversation stays in the database."""
         with self._registry_lock:

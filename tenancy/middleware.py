@@ -30,6 +30,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.exception import response_for_exception
 from django.core.signals import setting_changed
+from django.db.utils import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
@@ -37,7 +38,12 @@ from django.utils.module_loading import import_string
 
 from .conf import tenancy_settings
 from .current import _CONTEXT, bind, bind_owned, get_current_user_id, reset_context
-from .exceptions import InvalidTenantIdError, TenancyError, TenantInactiveError
+from .exceptions import (
+    InvalidTenantIdError,
+    TenancyError,
+    TenancyUnavailableError,
+    TenantInactiveError,
+)
 from .ids import (
     CONTEXT_IDS,
     HEADER_SETTINGS,
@@ -47,8 +53,9 @@ from .ids import (
 )
 from .otel import AVAILABLE as _OTEL
 from .otel import recording_span, set_attributes
+from .outage import report_failure
 from .registry import tenant_context
-from .request import denial_code, meta_key, note_denial
+from .request import denial_code, denial_for, meta_key, note_denial
 from .resolvers import TenantResolver
 from .state import TenantInfo
 from .stats.counters import counters
@@ -137,6 +144,8 @@ class TenantContextMiddleware:
         try:
             if failure is None:
                 response = self.get_response(request)
+            elif isinstance(failure, TenancyError):
+                response = _error_response(request, failure)
             else:
                 response = response_for_exception(request, failure)
             _finish(request, response, started, plan, values, info, error)
@@ -154,6 +163,8 @@ class TenantContextMiddleware:
         try:
             if failure is None:
                 response = await self.get_response(request)
+            elif isinstance(failure, TenancyError):
+                response = _error_response(request, failure)
             else:
                 response = await sync_to_async(response_for_exception, thread_sensitive=False)(
                     request, failure
@@ -167,9 +178,17 @@ class TenantContextMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         """Answer a ``TenancyError`` raised by a view with its status and JSON body."""
         if isinstance(exception, TenancyError):
-            body = note_denial(request, exception.as_dict())
-            return JsonResponse(body, status=exception.status_code)
+            return _error_response(request, exception)
         return None
+
+
+def _error_response(request: HttpRequest, error: TenancyError) -> JsonResponse:
+    """The JSON answer to *error*, as the caller may see it (``UNIFORM_DENIAL``)."""
+    shown = denial_for(request, error)
+    response = JsonResponse(note_denial(request, shown.as_dict()), status=shown.status_code)
+    if isinstance(shown, TenancyUnavailableError):
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 # Random bytes for request ids, read from the OS 4 KiB at a time (a system call
@@ -231,10 +250,12 @@ def _resolve(request: HttpRequest, plan: _Plan) -> Outcome:
             claim = resolver.resolve(request)
             if claim is not None:
                 return claim, tenant_context.get_active_tenant(claim), None, None
+    except TenancyUnavailableError as exc:  # neither cache nor database answers: a 503
+        return claim, None, None, exc
     except TenancyError as exc:  # malformed, unknown or inactive: for the permissions
         return claim, None, exc, None
     except Exception as exc:  # a resolver or the database failed: answered in our frame
-        return claim, None, None, exc
+        return claim, None, None, _unavailable(exc)
     return None, None, None, None
 
 
@@ -246,11 +267,23 @@ async def _aresolve(request: HttpRequest, plan: _Plan) -> Outcome:
             claim = await resolver.aresolve(request)
             if claim is not None:
                 return claim, await tenant_context.aget_active_tenant(claim), None, None
+    except TenancyUnavailableError as exc:
+        return claim, None, None, exc
     except TenancyError as exc:
         return claim, None, exc, None
     except Exception as exc:
-        return claim, None, None, exc
+        return claim, None, None, _unavailable(exc)
     return None, None, None, None
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """A resolver's own database outage is a 503 too; any other exception stays as it is."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        report_failure("The database", exc, "a tenant resolver failed: answering 503")
+        unavailable = TenancyUnavailableError()
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
 
 
 def _bind_outcome(

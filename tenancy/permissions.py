@@ -20,7 +20,7 @@ from rest_framework.permissions import BasePermission
 from .exceptions import TenantAccessDenied
 from .membership import is_member
 from .registry import require_tenant_id
-from .request import bind_request_user, note_denial, tenant_denial
+from .request import bind_request_user, denial_for, note_denial, tenant_denial
 
 __all__ = ["TenantMember", "TenantPermissionDenied", "TenantRequired"]
 
@@ -62,7 +62,9 @@ class TenantMember(BasePermission):
         if body is not None:
             raise TenantPermissionDenied(body)
         # The bound tenant: the one the scoped managers will read (the request's).
-        if not is_member(require_tenant_id(), user.pk):
-            raise TenantPermissionDenied(note_denial(request, TenantAccessDenied().as_dict()))
+        tenant_id = require_tenant_id()
+        if not is_member(tenant_id, user.pk):
+            refusal = denial_for(request, TenantAccessDenied(tenant_id=tenant_id))
+            raise TenantPermissionDenied(note_denial(request, refusal.as_dict()))
         bind_request_user(request, user)
         return True

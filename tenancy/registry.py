@@ -46,6 +46,7 @@ from .exceptions import (
     TenantRequiredError,
 )
 from .ids import is_valid_tenant_id, validate_tenant_id
+from .outage import database_guard
 from .overlay import cached, load, write, writes_pending
 from .state import MISS, CoherentStore, LocalStore, TenantInfo, make_store
 from .stats.counters import _FOLD_AT, counters
@@ -274,7 +275,8 @@ class TenantContext:
     def _fetch(self, tenant_id: str) -> TenantInfo | None:
         from .models.tenants import Tenant
 
-        tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
+        with database_guard():
+            tenant = Tenant.objects.using(self.using).filter(tenant_id=tenant_id).first()
         return TenantInfo.from_model(tenant) if tenant is not None else None
 
     def _load(self, tenant_id: str) -> TenantInfo | None:
@@ -400,7 +402,15 @@ class TenantContext:
         return info
 
     def unregister_tenant(self, tenant_id: str) -> None:
-        """Delete a tenant; refused while it is current or while scoped rows reference it."""
+        """Delete a tenant and everything it owned, so that a new one of the id starts empty.
+
+        Refused while it is current (``TenantInUseError``) or while rows of
+        tenant-scoped models reference it (``TenantHasDataError``), except the
+        models marked ``deleted_with_tenant`` (conversation memory), whose rows
+        are deleted with it. Memberships and statistics buckets go by cascade;
+        receivers of ``tenant_unregistering`` delete the rest (runtime settings,
+        this process's cached state), all in one transaction.
+        """
         from .models.tenants import Tenant
 
         validate_tenant_id(tenant_id)
@@ -415,6 +425,9 @@ class TenantContext:
         info = TenantInfo.from_model(tenant)
         try:
             with transaction.atomic(using=self.using):
+                signals.tenant_unregistering.send(sender=type(self), tenant=info, using=self.using)
+                for model in _scoped_models(deleted_with_tenant=True):
+                    model._base_manager.using(self.using).filter(tenant_id=tenant_id).delete()
                 tenant.delete(using=self.using)
         except ProtectedError as exc:  # rows written since the check above
             labels = sorted({obj._meta.label for obj in exc.protected_objects})
@@ -422,14 +435,14 @@ class TenantContext:
         signals.tenant_unregistered.send(sender=type(self), tenant=info, using=self.using)
 
     def models_with_data(self, tenant_id: str) -> list[str]:
-        """Return the labels of tenant-scoped models that hold rows of *tenant_id*."""
-        from django.apps import apps
+        """Return the labels of tenant-scoped models whose rows of *tenant_id* keep it registered.
 
+        Models marked ``deleted_with_tenant`` are not listed: their rows go with it.
+        """
         return [
             model._meta.label
-            for model in apps.get_models()
-            if getattr(model, "tenant_scoped", False)
-            and model._base_manager.using(self.using).filter(tenant_id=tenant_id).exists()
+            for model in _scoped_models(deleted_with_tenant=False)
+            if model._base_manager.using(self.using).filter(tenant_id=tenant_id).exists()
         ]
 
     def _set_active(self, tenant_id: str, active: bool) -> TenantInfo:
@@ -553,6 +566,18 @@ class TenantContext:
             "active_switches": counters.active_switches,
             "current_tenant": get_current_tenant_id(),
         }
+
+
+def _scoped_models(*, deleted_with_tenant: bool) -> list[Any]:
+    """Return the installed tenant-scoped models with this ``deleted_with_tenant`` mark."""
+    from django.apps import apps
+
+    return [
+        model
+        for model in apps.get_models()
+        if getattr(model, "tenant_scoped", False)
+        and bool(getattr(model, "deleted_with_tenant", False)) == deleted_with_tenant
+    ]
 
 
 tenant_context = TenantContext()

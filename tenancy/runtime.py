@@ -39,11 +39,14 @@ from django.utils import timezone
 
 from .conf import tenancy_settings
 from .current import get_current_tenant_id, get_current_user_id
+from .ids import is_valid_tenant_id
+from .registry import tenant_context
 
 __all__ = [
     "LIVE_KEYS",
     "cleanup_inactive_user_contexts",
     "clear_user_setting",
+    "forget_tenant",
     "get_user_llm_instance",
     "get_user_mcp_client",
     "get_user_model",
@@ -65,7 +68,8 @@ LIVE_KEYS = frozenset({"llm_instance", "mcp_client"})
 TOUCH_INTERVAL = timedelta(minutes=1)
 _USER_MAX_LENGTH = 255
 
-# (user, scope) -> [live objects by key, time.monotonic() of the last use]
+# (user, scope) -> [live objects by key, time.monotonic() of the last use, the
+# scope's tenant generation (see _generation)]
 _live: dict[tuple[str, str], list[Any]] = {}
 _live_lock = threading.Lock()
 # Serialises read-modify-write on databases that ignore SELECT ... FOR UPDATE.
@@ -170,21 +174,45 @@ def _write(user: str, changes: dict[str, Any], removed: tuple[str, ...] = ()) ->
 # -- live objects: this process ---------------------------------------------------
 
 
+def _generation(scope: str) -> Any:
+    """Which tenant registered under *scope* a live object belongs to: its creation time.
+
+    A tenant unregistered and registered again under the same id is another
+    tenant: the live objects of the first are never handed to the second, in
+    any process (this one drops them at once, see :func:`forget_tenant`).
+    """
+    if not scope or not is_valid_tenant_id(scope):  # a bound id no tenant can have
+        return None
+    info = tenant_context.get_tenant(scope)
+    return None if info is None else info.created_at
+
+
 def _live_get(user: str | None, key: str) -> Any:
     if user is not None:
-        with _live_lock:
-            for scope in _scopes():
-                entry = _live.get((user, scope))
-                if entry is not None and key in entry[0]:
-                    entry[1] = time.monotonic()
-                    return entry[0][key]
+        for scope in _scopes():
+            entry = _live.get((user, scope))
+            if entry is None or key not in entry[0]:
+                continue
+            generation = _generation(scope)  # outside the lock: it may read the database
+            with _live_lock:
+                if _live.get((user, scope)) is not entry:
+                    continue
+                if entry[2] != generation:  # left by an earlier tenant of this id
+                    del _live[(user, scope)]
+                    continue
+                entry[1] = time.monotonic()
+                return entry[0].get(key)
     return _defaults().get(key)
 
 
 def _live_set(user: str, key: str, value: Any) -> None:
-    slot = (user, get_current_tenant_id() or "")
+    scope = get_current_tenant_id() or ""
+    slot = (user, scope)
+    generation = _generation(scope)
     with _live_lock:
-        entry = _live.setdefault(slot, [{}, 0.0])
+        entry = _live.get(slot)
+        if entry is None or entry[2] != generation:
+            entry = _live[slot] = [{}, 0.0, generation]
         if value is None:
             entry[0].pop(key, None)
         else:
@@ -324,4 +352,26 @@ def cleanup_inactive_user_contexts(max_age_hours: float = 24) -> int:
             del _live[slot]
     if removed:
         logger.info("Removed %d user runtime contexts idle for %s hours", removed, max_age_hours)
+    return removed
+
+
+def forget_tenant(tenant_id: str, using: str | None = None) -> int:
+    """Delete every user's settings in *tenant_id*'s scope; return how many rows went.
+
+    Called for ``tenant_unregistering``, inside the unregister's transaction:
+    the stored rows go with it, and this process's live objects of the scope
+    once it commits. Other processes' live objects of the tenant are never
+    handed to a tenant registered again under the id (its creation time
+    differs) and go at their next read or cleanup.
+    """
+    model = _model()
+    using = using or router.db_for_write(model)
+    removed, _ = model.objects.using(using).filter(scope=tenant_id).delete()
+
+    def drop_live() -> None:
+        with _live_lock:
+            for slot in [slot for slot in _live if slot[1] == tenant_id]:
+                del _live[slot]
+
+    transaction.on_commit(drop_live, using=using)
     return removed

@@ -20,7 +20,9 @@ stores are neither filled nor changed: :mod:`tenancy.overlay` keeps that
 transaction's own view until it commits.
 
 A shared cache that raises is a miss, never a crash: every call into it goes
-through the few methods of :class:`SharedStore`.
+through the few methods of :class:`SharedStore`, on the cache behind its
+:class:`~tenancy.outage.GuardedCache` (failures skipped for a while, logged
+once per interval, missed writes deleted once it answers again).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from .conf import tenancy_settings
+from .outage import guarded_cache
 
 if TYPE_CHECKING:
     from .models.tenants import Tenant
@@ -218,7 +221,8 @@ class SharedStore:
             if version is None:  # never set, or evicted: every process starts from 0
                 self.cache.add(key, 0, None)
                 version = self.cache.get(key)
-            return version
+            # Still None: a guarded cache that failed (tenancy.outage) answers its default.
+            return MISS if version is None else version
         except Exception:
             _failed("read", _VERSION_KEY)
             return MISS
@@ -337,4 +341,6 @@ def make_store(using: str) -> LocalStore | CoherentStore:
     if isinstance(cache, (LocMemCache, DummyCache)):
         return local
     interval = float(tenancy_settings.STATE_RECHECK_INTERVAL)
-    return CoherentStore(SharedStore(cache, name, timeout), local, interval)
+    # Guarded: a cache that fails is a miss, and the database answers (tenancy.outage).
+    guarded = guarded_cache(tenancy_settings.CACHE_ALIAS)
+    return CoherentStore(SharedStore(guarded, name, timeout), local, interval)

@@ -43,6 +43,9 @@ def test_default_settings_pass():
         ({"LOCAL_CACHE_SIZE": 0}, ["tenancy.E008"]),
         ({"LOCAL_CACHE_SIZE": 1.5}, ["tenancy.E008"]),
         ({"STATE_RECHECK_INTERVAL": 0}, ["tenancy.E006"]),
+        ({"CACHE_RETRY_INTERVAL": -1}, ["tenancy.E006"]),
+        ({"OUTAGE_LOG_INTERVAL": None}, ["tenancy.E006"]),
+        ({"UNIFORM_DENIAL": "yes"}, ["tenancy.E011"]),
         ({"STATS_CACHE_ALIAS": "nope"}, ["tenancy.E015"]),
         ({"STATS_SHARED": "yes"}, ["tenancy.E016"]),
         ({"TENANT_HEADR": "X-Tenant"}, ["tenancy.W001"]),
@@ -182,3 +185,32 @@ def test_a_model_not_scoped_with_a_relation_to_a_scoped_model_is_warned():
         warnings[0].msg
     )
     assert "TenantScopedModel" in warnings[0].hint
+
+
+@pytest.mark.parametrize(
+    ("cache", "expected"),
+    [
+        ({"BACKEND": "django.core.cache.backends.redis.RedisCache"}, ["tenancy.W006"]),
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "OPTIONS": {"socket_timeout": 0.5},
+            },
+            ["tenancy.W006"],
+        ),
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            },
+            [],
+        ),
+        ({"BACKEND": "django_redis.cache.RedisCache"}, ["tenancy.W006"]),
+        ({"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, []),
+    ],
+)
+def test_a_redis_cache_without_socket_timeouts_is_reported(cache, expected):
+    with override_settings(CACHES={"default": cache}):
+        messages = check_settings()
+    assert ids(messages) == expected
+    assert all("OPTIONS" in m.hint for m in messages)

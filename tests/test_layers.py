@@ -23,7 +23,8 @@ PACKAGE = "tenancy"
 # shows the same table. Reserved names (cache, storage, rls, db, otel, contrib.celery,
 # contrib.channels, pytest_plugin, testing) are placed ahead of the modules.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("plumbing", ["conf", "exceptions", "signals"]),
+    # outage: the guard every cache call goes through, and the database outage error.
+    ("plumbing", ["conf", "exceptions", "signals", "outage"]),
     ("ids", ["ids"]),
     # The one ContextVar, and the counters every switch bumps: plain Python, no database.
     ("context", ["current", "stats", "stats.counters"]),

@@ -63,6 +63,9 @@ class TenantScopedModel(models.Model):
 
     #: Marks tenant-scoped models for code that must not import this one (the registry, guards).
     tenant_scoped = True
+    #: True: ``unregister_tenant()`` deletes the tenant's rows of this model with it.
+    #: False (the default): those rows make it refuse (``TenantHasDataError``).
+    deleted_with_tenant = False
 
     class Meta:
         abstract = True
@@ -310,6 +313,8 @@ class UserRuntimeContext(models.Model):
 class Conversation(TenantScopedModel):
     """A conversation of one agent in one tenant (``tenancy.memory.ContextManager``)."""
 
+    deleted_with_tenant = True  # conversation memory goes with its tenant
+
     agent_id = models.CharField(_("agent id"), max_length=128)
     conversation_id = models.CharField(_("conversation id"), max_length=128)
     user_id = models.CharField(_("user id"), max_length=255, blank=True)
@@ -333,6 +338,8 @@ class Conversation(TenantScopedModel):
 
 class Message(TenantScopedModel):
     """One message of a conversation; ``position`` keeps the order."""
+
+    deleted_with_tenant = True
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -360,6 +367,8 @@ class Message(TenantScopedModel):
 
 class ConversationCollection(TenantScopedModel):
     """A collection registered for a conversation (one row each: no lost updates)."""
+
+    deleted_with_tenant = True
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="collections"
