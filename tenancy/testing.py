@@ -23,6 +23,7 @@ from .conf import tenancy_settings
 from .current import clear_context
 from .registry import reset_all_caches, tenant_context
 from .state import TenantInfo
+from .stats.flush import forget_push_failure
 
 __all__ = ["create_tenant", "forget_shared_state", "reset_caches"]
 
@@ -31,6 +32,7 @@ def reset_caches() -> None:
     """Forget all cached tenant state and memberships, and unbind the context."""
     clear_context()
     reset_all_caches()
+    forget_push_failure()
     forget_shared_state()
 
 

@@ -108,8 +108,28 @@ def flush_stats(*, using: str | None = None, timeout: float = -1) -> int:
         _lock.release()
 
 
+# After a failed push, the shared cache is not tried again before this moment: a
+# hung Redis then costs one request per TENANCY["CACHE_RETRY_INTERVAL"] its socket
+# timeout, not every request.
+_unshared_until = -math.inf
+
+
+def forget_push_failure() -> None:
+    """Try the shared cache again at the next push (test suites, after a simulated outage)."""
+    global _unshared_until
+    _unshared_until = -math.inf
+
+
 def push_counts() -> bool:
-    """Add this process's pending counts to the shared cache; False if it failed (kept)."""
+    """Add this process's pending counts to the shared cache; False if it failed (kept).
+
+    After a failure the counts stay in this process (and are written to the
+    database directly by the next flush) for ``TENANCY["CACHE_RETRY_INTERVAL"]``
+    seconds before the shared cache is tried again.
+    """
+    global _unshared_until
+    if _monotonic() < _unshared_until:
+        return False
     with _push_lock:
         pending = counters.take_pending()
         if not pending:
@@ -118,6 +138,7 @@ def push_counts() -> bool:
             shared_counts.add(pending)
         except Exception as error:
             counters.restore_pending(pending)
+            _unshared_until = _monotonic() + float(tenancy_settings.CACHE_RETRY_INTERVAL)
             _warn_unshared(error)
             return False
     return True
