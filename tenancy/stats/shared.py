@@ -42,10 +42,11 @@ __all__ = [
 CLAIM_LEASE = 30.0
 
 # KEYS[1] the set of hour keys, KEYS[2..] hour keys; ARGV: groups of
-# (index of the hour key in KEYS, tenant id, switches, requests, denials, last activity).
+# (index of the hour key in KEYS, tenant id, switches, requests, denials, last activity,
+# last denial).
 _ADD = """
 for k = 2, #KEYS do redis.call('SADD', KEYS[1], KEYS[k]) end
-for j = 1, #ARGV, 6 do
+for j = 1, #ARGV, 7 do
   local key, t = KEYS[tonumber(ARGV[j])], ARGV[j + 1]
   if ARGV[j + 2] ~= '0' then redis.call('HINCRBY', key, 's:' .. t, ARGV[j + 2]) end
   if ARGV[j + 3] ~= '0' then redis.call('HINCRBY', key, 'r:' .. t, ARGV[j + 3]) end
@@ -53,6 +54,12 @@ for j = 1, #ARGV, 6 do
   local old = redis.call('HGET', key, 'a:' .. t)
   if not old or tonumber(old) < tonumber(ARGV[j + 5]) then
     redis.call('HSET', key, 'a:' .. t, ARGV[j + 5])
+  end
+  if tonumber(ARGV[j + 6]) > 0 then
+    local denied = redis.call('HGET', key, 'n:' .. t)
+    if not denied or tonumber(denied) < tonumber(ARGV[j + 6]) then
+      redis.call('HSET', key, 'n:' .. t, ARGV[j + 6])
+    end
   end
 end
 return 1
@@ -151,6 +158,8 @@ def _parse(key: str, fields: list[Any], into: dict[tuple[str, int], Pending]) ->
         counts = into.setdefault((tenant_id, hour), Pending())
         if kind == "a":
             counts.last_activity = max(counts.last_activity, float(value))
+        elif kind == "n":
+            counts.last_denied = max(counts.last_denied, float(value))
         elif kind in _FIELDS:
             name = _FIELDS[kind]
             setattr(counts, name, getattr(counts, name) + int(value))
@@ -287,6 +296,7 @@ class SharedCounts:
                 counts.requests,
                 counts.denied_requests,
                 repr(counts.last_activity),
+                repr(counts.last_denied),
             ]
         script(keys=keys, args=args)
 
