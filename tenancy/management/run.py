@@ -13,8 +13,8 @@ __all__ = ["active_tenant_ids", "run_for_tenants"]
 
 
 def active_tenant_ids() -> list[str]:
-    """Return the ids of every active tenant, in id order (reads the database)."""
-    return [info.tenant_id for info in tenant_context.list_tenants() if info.active]
+    """Return the ids of every active tenant, in id order (read a page of rows at a time)."""
+    return [info.tenant_id for info in tenant_context.iter_tenants(active=True)]
 
 
 def run_for_tenants(
