@@ -10,12 +10,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from django.test import override_settings
 import tenancy
 from tenancy.outage import GuardedCache, describe_error, reset_outage_state
 from tenancy.registry import reset_all_caches
+from tests.test_server import run_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -435,47 +434,11 @@ def test_describe_error_escapes_and_shortens():
 @contextlib.contextmanager
 def run_outage_server(redis_url, log_path, db_name=None):
     """Serve the outage settings with uvicorn on a free port; always stop it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(512)
-    port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.outage_settings",
-        "TENANCY_SERVER_DB_NAME": db_name or str(connection.settings_dict["NAME"]),
-        "TENANCY_OUTAGE_REDIS_URL": redis_url,
-        "PYTHONPATH": str(ROOT),
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.asgi", str(sock.fileno())],
-            cwd=ROOT,
-            env=env,
-            pass_fds=(sock.fileno(),),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    sock.close()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, Path(log_path).read_text()
-            try:
-                if httpx.get(url + "/outage/open", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    env = {"TENANCY_OUTAGE_REDIS_URL": redis_url}
+    if db_name is not None:
+        env["TENANCY_SERVER_DB_NAME"] = db_name
+    with run_server(log_path, settings="tests.outage_settings", env=env) as (url, _port, _process):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 CLIENTS = 8
