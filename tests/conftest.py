@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,20 @@ def _clean_context():
     leaked = tenancy.get_context()
     tenancy.reset_context()
     assert leaked is None or not leaked.variables, f"context leaked out of the test: {leaked}"
+
+
+@pytest.fixture
+def hour():
+    """The start of the current UTC hour, with at least 30 seconds of it left.
+
+    Tests that write statistics buckets for "this hour" and then count live
+    events would split across two buckets when the clock passes the hour
+    between the two; this waits for the next hour instead.
+    """
+    left = 3600 - time.time() % 3600
+    if left < 30:
+        time.sleep(left + 0.01)
+    return int(time.time() // 3600) * 3600
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from tests.testapp.models import Project
 
 LIST = "/admin/tenancy/tenant/"
 ADD = "/admin/tenancy/tenant/add/"
-HOUR = int(time.time() // 3600) * 3600
 
 
 def change_url(tenant_id: str) -> str:
@@ -98,10 +97,10 @@ def grant(client, *codenames: str) -> None:
 
 
 @pytest.mark.django_db
-def test_list_shows_state_members_and_usage(admin_client, tenants, admin_user):
+def test_list_shows_state_members_and_usage(hour, admin_client, tenants, admin_user):
     tenancy.deactivate_tenant("globex")
     TenantMembership.objects.create(tenant_id="acme", user=admin_user)
-    write_pending({("acme", HOUR - 3600): Pending(7, 5, 2, HOUR - 10.0)}, using="default")
+    write_pending({("acme", hour - 3600): Pending(7, 5, 2, hour - 10.0)}, using="default")
     with tenancy.switch("acme"):  # pending in this process: shown at once
         counters.request_done("acme", denied=True)
 
@@ -120,7 +119,7 @@ def test_list_shows_state_members_and_usage(admin_client, tenants, admin_user):
 
 
 @pytest.mark.django_db
-def test_list_makes_the_same_queries_for_2_or_12_tenants(admin_client, tenants, admin_user):
+def test_list_makes_the_same_queries_for_2_or_12_tenants(hour, admin_client, tenants, admin_user):
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:
             assert admin_client.get(LIST).status_code == 200
@@ -130,14 +129,14 @@ def test_list_makes_the_same_queries_for_2_or_12_tenants(admin_client, tenants, 
     for i in range(10):
         tenancy.register_tenant(f"t{i}", f"Tenant {i}")
         TenantMembership.objects.create(tenant_id=f"t{i}", user=admin_user)
-        write_pending({(f"t{i}", HOUR): Pending(1, 1, 0, HOUR + 1.0)}, using="default")
+        write_pending({(f"t{i}", hour): Pending(1, 1, 0, hour + 1.0)}, using="default")
     assert count() == few
 
 
 @pytest.mark.django_db
-def test_search_and_filters(admin_client, tenants):
+def test_search_and_filters(hour, admin_client, tenants):
     tenancy.deactivate_tenant("globex")
-    write_pending({("acme", HOUR): Pending(1, 0, 0, time.time())}, using="default")
+    write_pending({("acme", hour): Pending(1, 0, 0, time.time())}, using="default")
 
     def shown(query: str) -> set[str]:
         response = admin_client.get(LIST + query)
@@ -311,10 +310,10 @@ def test_delete_of_the_current_tenant_is_refused(admin_client, tenants):
 
 
 @pytest.mark.django_db
-def test_delete_goes_through_unregister(admin_client, tenants, admin_user, caught):
+def test_delete_goes_through_unregister(hour, admin_client, tenants, admin_user, caught):
     unregistered = caught(signals.tenant_unregistered)
     TenantMembership.objects.create(tenant_id="globex", user=admin_user)
-    write_pending({("globex", HOUR): Pending(1, 1, 0, 0.0)}, using="default")
+    write_pending({("globex", hour): Pending(1, 1, 0, 0.0)}, using="default")
     assert admin_client.get(delete_url("globex")).status_code == 200  # confirmation page
     response = admin_client.post(delete_url("globex"), {"post": "yes"})
     assert response.status_code == 302 and response.url == LIST
@@ -518,12 +517,12 @@ def test_scoped_admin_deletes_rows_of_another_tenant_than_the_requests(admin_cli
 
 
 @pytest.mark.django_db
-def test_change_page_shows_members_and_24h_and_30d_usage(admin_client, tenants, admin_user):
+def test_change_page_shows_members_and_24h_and_30d_usage(hour, admin_client, tenants, admin_user):
     TenantMembership.objects.create(tenant_id="acme", user=admin_user, role="owner")
     write_pending(
         {
-            ("acme", HOUR): Pending(3, 2, 1, HOUR + 5.0, HOUR + 6.0),
-            ("acme", HOUR - 5 * 24 * 3600): Pending(10, 10, 4, HOUR - 5 * 24 * 3600 + 1.0),
+            ("acme", hour): Pending(3, 2, 1, hour + 5.0, hour + 6.0),
+            ("acme", hour - 5 * 24 * 3600): Pending(10, 10, 4, hour - 5 * 24 * 3600 + 1.0),
         },
         using="default",
     )
@@ -545,11 +544,11 @@ def test_change_page_shows_members_and_24h_and_30d_usage(admin_client, tenants, 
 
 
 @pytest.mark.django_db
-def test_denied_requests_alone_do_not_make_a_tenant_active(admin_client, tenants):
+def test_denied_requests_alone_do_not_make_a_tenant_active(hour, admin_client, tenants):
     tenancy.deactivate_tenant("globex")
     counters.request_done("globex", denied=True)
     write_pending(counters.take_pending(), using="default")
-    write_pending({("acme", HOUR): Pending(1, 0, 0, time.time())}, using="default")
+    write_pending({("acme", hour): Pending(1, 0, 0, time.time())}, using="default")
     html = admin_client.get(LIST + "?activity=24h").content.decode()
     assert "Acme" in html and "Globex" not in html
     never = admin_client.get(LIST + "?activity=never").content.decode()
@@ -559,9 +558,9 @@ def test_denied_requests_alone_do_not_make_a_tenant_active(admin_client, tenants
 
 
 @pytest.mark.django_db
-def test_list_sorts_by_30_day_usage(admin_client, tenants):
+def test_list_sorts_by_30_day_usage(hour, admin_client, tenants):
     tenancy.register_tenant("idle", "Idle")
-    write_pending({("acme", HOUR): Pending(1), ("globex", HOUR): Pending(9)}, using="default")
+    write_pending({("acme", hour): Pending(1), ("globex", hour): Pending(9)}, using="default")
     switches = 1 + TenantAdmin.list_display.index("switches")
     # The first click sorts top first; the second, bottom first (never used first).
     for order, expected in (

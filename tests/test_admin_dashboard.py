@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -21,7 +20,6 @@ from tenancy.stats.report import HourUsage
 
 URL = "/admin/tenancy/tenant/statistics/"
 INDEX_ENTRY = "/admin/tenancy/tenantstatistics/"
-HOUR = int(time.time() // 3600) * 3600
 
 
 @pytest.fixture(autouse=True)
@@ -32,13 +30,13 @@ def _fresh_counters():
 
 
 @pytest.fixture
-def activity(tenants):
+def activity(hour, tenants):
     write_pending(
         {
-            ("acme", HOUR - 2 * 3600): Pending(10, 8, 2, HOUR - 2 * 3600 + 60.0),
-            ("acme", HOUR): Pending(4, 4, 0, HOUR + 1.0),
-            ("globex", HOUR - 3600): Pending(3, 6, 3, HOUR - 3600 + 5.0),
-            ("globex", HOUR - 30 * 3600): Pending(50, 0, 0, HOUR - 30 * 3600 + 5.0),
+            ("acme", hour - 2 * 3600): Pending(10, 8, 2, hour - 2 * 3600 + 60.0),
+            ("acme", hour): Pending(4, 4, 0, hour + 1.0),
+            ("globex", hour - 3600): Pending(3, 6, 3, hour - 3600 + 5.0),
+            ("globex", hour - 30 * 3600): Pending(50, 0, 0, hour - 30 * 3600 + 5.0),
         },
         using="default",
     )
@@ -102,7 +100,7 @@ def test_statistics_page_is_linked_from_the_index_and_each_change_page(admin_cli
 
 
 @pytest.mark.django_db
-def test_statistics_page_queries_do_not_grow_with_tenants(admin_client, activity):
+def test_statistics_page_queries_do_not_grow_with_tenants(hour, admin_client, activity):
     def count() -> int:
         with CaptureQueriesContext(connection) as queries:
             assert admin_client.get(URL).status_code == 200
@@ -111,7 +109,7 @@ def test_statistics_page_queries_do_not_grow_with_tenants(admin_client, activity
     few = count()
     for i in range(10):
         tenancy.register_tenant(f"t{i}", f"Tenant {i}")
-        write_pending({(f"t{i}", HOUR): Pending(1, 1, 1, HOUR + 1.0)}, using="default")
+        write_pending({(f"t{i}", hour): Pending(1, 1, 1, hour + 1.0)}, using="default")
     assert count() == few
 
 
@@ -168,12 +166,12 @@ def test_chart_bars_are_proportional_and_inside_the_plot():
 
 
 @pytest.fixture
-def ranked(db):
+def ranked(hour, db):
     """25 tenants with 1..25 switches in this hour (tenant r25 the busiest)."""
     for i in range(1, 26):
         tenancy.register_tenant(f"r{i:02d}", f"Ranked {i}")
     write_pending(
-        {(f"r{i:02d}", HOUR): Pending(i, 30 - i, 0, HOUR + i) for i in range(1, 26)},
+        {(f"r{i:02d}", hour): Pending(i, 30 - i, 0, hour + i) for i in range(1, 26)},
         using="default",
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -15,9 +14,6 @@ from tenancy.models import TenantStatsDay, TenantStatsHourTotal, TenantStatsWind
 from tenancy.stats.counters import Pending, counters
 from tenancy.stats.flush import flush_stats, write_pending
 from tenancy.stats.rollup import WINDOW_DAYS, rebase_windows, window_start
-
-HOUR = int(time.time() // 3600) * 3600
-TODAY = datetime.fromtimestamp(HOUR, tz=UTC).date()
 
 
 @pytest.fixture(autouse=True)
@@ -32,34 +28,35 @@ def window(tenant_id: str) -> TenantStatsWindow:
 
 
 @pytest.mark.django_db
-def test_flushes_add_to_days_hours_and_windows_exactly_once(tenants):
+def test_flushes_add_to_days_hours_and_windows_exactly_once(hour, tenants):
     write_pending(
         {
-            ("acme", HOUR): Pending(2, 3, 1, HOUR + 10.0, HOUR + 20.0),
-            ("globex", HOUR): Pending(5, 0, 0, HOUR + 5.0),
+            ("acme", hour): Pending(2, 3, 1, hour + 10.0, hour + 20.0),
+            ("globex", hour): Pending(5, 0, 0, hour + 5.0),
         },
         using="default",
     )
-    write_pending({("acme", HOUR): Pending(1, 1, 0, HOUR + 1.0)}, using="default")
-    day = TenantStatsDay.objects.get(tenant_id="acme", day=TODAY)
+    write_pending({("acme", hour): Pending(1, 1, 0, hour + 1.0)}, using="default")
+    today = datetime.fromtimestamp(hour, tz=UTC).date()
+    day = TenantStatsDay.objects.get(tenant_id="acme", day=today)
     assert (day.switches, day.requests, day.denied_requests) == (3, 4, 1)
-    total = TenantStatsHourTotal.objects.get(hour=datetime.fromtimestamp(HOUR, tz=UTC))
+    total = TenantStatsHourTotal.objects.get(hour=datetime.fromtimestamp(hour, tz=UTC))
     assert (total.switches, total.requests, total.denied_requests) == (8, 4, 1)
     acme = window("acme")
     assert (acme.switches, acme.requests, acme.denied_requests) == (3, 4, 1)
     # The later moment stays; denied requests are kept apart from activity.
-    assert acme.last_activity == datetime.fromtimestamp(HOUR + 10, tz=UTC)
-    assert acme.last_denied == datetime.fromtimestamp(HOUR + 20, tz=UTC)
+    assert acme.last_activity == datetime.fromtimestamp(hour + 10, tz=UTC)
+    assert acme.last_denied == datetime.fromtimestamp(hour + 20, tz=UTC)
     assert window("globex").last_denied is None
 
 
 @pytest.mark.django_db
-def test_roll_up_costs_three_statements_for_any_number_of_tenants(tenants):
-    write_pending({("acme", HOUR): Pending(1)}, using="default")  # today's rebase done
+def test_roll_up_costs_three_statements_for_any_number_of_tenants(hour, tenants):
+    write_pending({("acme", hour): Pending(1)}, using="default")  # today's rebase done
     for i in range(30):
         tenancy.register_tenant(f"t{i}", f"T{i}")
     pending = {
-        (f"t{i}", HOUR - k * 3600): Pending(1, 1, 0, HOUR + 1.0)
+        (f"t{i}", hour - k * 3600): Pending(1, 1, 0, hour + 1.0)
         for i in range(30)
         for k in range(3)
     }
@@ -75,8 +72,8 @@ def test_roll_up_costs_three_statements_for_any_number_of_tenants(tenants):
 
 
 @pytest.mark.django_db
-def test_counts_older_than_the_window_move_only_the_moments(tenants):
-    old = HOUR - (WINDOW_DAYS + 2) * 24 * 3600
+def test_counts_older_than_the_window_move_only_the_moments(hour, tenants):
+    old = hour - (WINDOW_DAYS + 2) * 24 * 3600
     write_pending({("acme", old): Pending(9, 9, 9, old + 1.0)}, using="default")
     acme = window("acme")
     assert (acme.switches, acme.requests, acme.denied_requests) == (0, 0, 0)
@@ -85,13 +82,13 @@ def test_counts_older_than_the_window_move_only_the_moments(tenants):
 
 
 @pytest.mark.django_db
-def test_rebase_drops_the_days_that_left_the_window(tenants):
-    write_pending({("acme", HOUR): Pending(4)}, using="default")
-    ten_days_ago = HOUR - 10 * 24 * 3600
+def test_rebase_drops_the_days_that_left_the_window(hour, tenants):
+    write_pending({("acme", hour): Pending(4)}, using="default")
+    ten_days_ago = hour - 10 * 24 * 3600
     write_pending({("acme", ten_days_ago): Pending(6)}, using="default")
     assert window("acme").switches == 10
     # Eight days from now the window starts after the old day: a rebase drops it.
-    later = TODAY + timedelta(days=WINDOW_DAYS - 8)
+    later = datetime.fromtimestamp(hour, tz=UTC).date() + timedelta(days=WINDOW_DAYS - 8)
     assert rebase_windows(using="default", today=later) == 1
     acme = window("acme")
     assert (acme.since, acme.switches) == (window_start(later), 4)
@@ -110,7 +107,7 @@ def test_denied_requests_do_not_count_as_activity(tenants):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_migration_rolls_up_existing_buckets():
+def test_the_migration_rolls_up_existing_buckets(hour):
     executor = MigrationExecutor(connection)
     executor.migrate([("tenancy", "0001_initial")])
     try:
@@ -118,7 +115,7 @@ def test_the_migration_rolls_up_existing_buckets():
         Tenant = apps.get_model("tenancy", "Tenant")
         Bucket = apps.get_model("tenancy", "TenantStatsBucket")
         Tenant.objects.create(tenant_id="acme", name="Acme")
-        now = datetime.fromtimestamp(HOUR, tz=UTC)
+        now = datetime.fromtimestamp(hour, tz=UTC)
         for hours_ago, switches in ((0, 2), (1, 3), (24 * 40, 7)):
             Bucket.objects.create(
                 tenant_id="acme",
