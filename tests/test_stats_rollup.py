@@ -10,7 +10,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 
 import tenancy
-from tenancy.models import TenantStatsDay, TenantStatsHourTotal, TenantStatsWindow
+from tenancy.models import (
+    TenantStatsDay,
+    TenantStatsHourTotal,
+    TenantStatsWindow,
+)
 from tenancy.stats.counters import Pending, counters
 from tenancy.stats.flush import flush_stats, write_pending
 from tenancy.stats.rollup import WINDOW_DAYS, rebase_windows, window_start
@@ -141,3 +145,30 @@ def test_the_migration_rolls_up_existing_buckets(hour):
 
 def test_window_start_counts_today():
     assert window_start(date(2030, 5, 30)) == date(2030, 5, 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own index")
+def test_each_statistics_table_keeps_only_the_indexes_it_is_read_through():
+    """A flush writes to every index of the three tables it updates: none is redundant."""
+    expected = {
+        "tenancy_tenantstatsbucket": {("id",), ("tenant_id", "hour"), ("hour",)},
+        "tenancy_tenantstatsday": {("id",), ("tenant_id", "day")},
+        "tenancy_tenantstatswindow": {
+            ("id",),
+            ("tenant_id",),
+            ("switches",),
+            ("requests",),
+            ("denied_requests",),
+            ("last_activity",),
+        },
+    }
+    with connection.cursor() as cursor:
+        for table, columns in expected.items():
+            constraints = connection.introspection.get_constraints(cursor, table)
+            indexed = [
+                tuple(c["columns"])
+                for c in constraints.values()
+                if c["index"] or c["unique"] or c["primary_key"]
+            ]
+            assert sorted(indexed) == sorted(columns), table

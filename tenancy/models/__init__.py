@@ -158,6 +158,7 @@ class TenantStatsBucket(models.Model):
         to_field="tenant_id",
         related_name="stats_buckets",
         verbose_name=_("tenant"),
+        db_index=False,  # the unique (tenant, hour) index serves every lookup by tenant
     )
     hour = models.DateTimeField(_("hour"), db_index=True)
     switches = models.PositiveBigIntegerField(_("switches"), default=0)
@@ -210,8 +211,9 @@ class TenantStatsDay(models.Model):
         to_field="tenant_id",
         related_name="stats_days",
         verbose_name=_("tenant"),
+        db_index=False,  # the unique (tenant, day) index serves every lookup
     )
-    day = models.DateField(_("day"), db_index=True)
+    day = models.DateField(_("day"))
     switches = models.PositiveBigIntegerField(_("switches"), default=0)
     requests = models.PositiveBigIntegerField(_("requests"), default=0)
     denied_requests = models.PositiveBigIntegerField(_("denied requests"), default=0)
