@@ -18,7 +18,13 @@ from django.db.models import Sum
 from django.test import Client, override_settings
 
 import tenancy
-from tenancy.models import TenantStatsBatch, TenantStatsBucket
+from tenancy.models import (
+    TenantStatsBatch,
+    TenantStatsBucket,
+    TenantStatsDay,
+    TenantStatsHourTotal,
+    TenantStatsWindow,
+)
 from tenancy.stats import shared
 from tenancy.stats.counters import counters
 from tenancy.stats.flush import (
@@ -236,3 +242,9 @@ def test_two_processes_flushing_the_same_buckets_at_once_add_exactly(shared_stat
     assert stored("globex")["switches"] == 450
     assert TenantStatsBatch.objects.count() > 2  # many batches, each folded once
     assert seen("acme") == 450
+    # The roll-ups written in the same transactions add up to the same counts.
+    for tenant_id in ("acme", "globex"):
+        days = TenantStatsDay.objects.filter(tenant_id=tenant_id).aggregate(s=Sum("switches"))
+        assert days["s"] == 450, tenant_id
+        assert TenantStatsWindow.objects.get(tenant_id=tenant_id).switches == 450, tenant_id
+    assert TenantStatsHourTotal.objects.aggregate(s=Sum("switches"))["s"] == 900
