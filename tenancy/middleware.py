@@ -13,109 +13,41 @@ Per request it keeps a valid ``X-Request-ID`` (or makes a UUID4), resolves the
 tenant claim, binds only a registered and active tenant, binds the agent,
 conversation and collection ids of well-formed headers, answers every
 ``TenancyError`` a view raises with its status and JSON body, writes one access
-log line, and restores the previous context whatever happens.
+log line, and restores the previous context whatever happens. The steps it
+shares with ``tenancy.contrib.channels`` (the request id, the context id
+headers, the tenant claim) are in ``tenancy.binding``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable
 from contextvars import Token
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.exception import response_for_exception
-from django.core.signals import setting_changed
-from django.db.utils import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
-from django.utils.module_loading import import_string
 
-from .conf import tenancy_settings
+from .binding import Plan, Values, aresolve, get_plan, log_rejected, resolve, start
+from .binding import new_request_id as new_request_id  # where it has always been importable
 from .current import _CONTEXT, bind, bind_owned, get_current_user_id, reset_context
-from .exceptions import (
-    InvalidTenantIdError,
-    TenancyError,
-    TenancyUnavailableError,
-    TenantInactiveError,
-)
-from .ids import (
-    CONTEXT_IDS,
-    HEADER_SETTINGS,
-    describe_rejected,
-    is_valid_context_id,
-    is_valid_request_id,
-)
+from .exceptions import TenancyError, TenancyUnavailableError, TenantInactiveError
 from .otel import AVAILABLE as _OTEL
 from .otel import recording_span, set_attributes
-from .outage import report_failure
-from .registry import tenant_context
-from .request import denial_code, denial_for, meta_key, note_denial
-from .resolvers import TenantResolver
+from .request import denial_code, denial_for, note_denial
 from .state import TenantInfo
 from .stats.counters import counters
 from .stats.flush import flush_if_due
 
 __all__ = ["TenantContextMiddleware"]
 
-logger = logging.getLogger("tenancy.middleware")
-
-Values = dict[str, Any]
-
-
-class _Plan:
-    """What the middleware reads from settings, computed once per settings change."""
-
-    __slots__ = (
-        "access_log",
-        "count_requests",
-        "id_headers",
-        "request_id_header",
-        "request_id_key",
-        "resolvers",
-    )
-
-    def __init__(self) -> None:
-        s = tenancy_settings
-        self.request_id_header: str = s.REQUEST_ID_HEADER
-        self.request_id_key = meta_key(s.REQUEST_ID_HEADER)
-        self.id_headers = tuple(
-            (name, meta_key(header), header)
-            for name in CONTEXT_IDS
-            for header in [getattr(s, HEADER_SETTINGS[name])]
-        )
-        self.resolvers: tuple[TenantResolver, ...] = tuple(
-            import_string(path)() for path in s.RESOLVERS
-        )
-        self.access_log = logging.getLogger(s.ACCESS_LOGGER) if s.ACCESS_LOG else None
-        self.count_requests: bool = s.STATS_ENABLED
-
-
-_plan: _Plan | None = None
 _perf_counter = time.perf_counter
 _reset = _CONTEXT.reset
-
-
-def _get_plan() -> _Plan:
-    global _plan
-    plan = _plan
-    if plan is None:
-        plan = _plan = _Plan()
-    return plan
-
-
-def _forget_plan(*, setting: str, **kwargs: Any) -> None:
-    global _plan
-    if setting == "TENANCY":
-        _plan = None
-
-
-setting_changed.connect(_forget_plan, dispatch_uid="tenancy.middleware.plan")
 
 
 class TenantContextMiddleware:
@@ -136,10 +68,10 @@ class TenantContextMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        plan = _plan or _get_plan()
+        plan = get_plan()
         started = _perf_counter() if plan.access_log is not None else 0.0
-        values, rejected = _start(request, plan)
-        claim, info, error, failure = _resolve(request, plan)
+        values, rejected = start(request, plan)
+        claim, info, error, failure = resolve(request, plan)
         token = _bind_outcome(request, values, rejected, claim, info, error)
         try:
             if failure is None:
@@ -155,10 +87,10 @@ class TenantContextMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        plan = _plan or _get_plan()
+        plan = get_plan()
         started = _perf_counter() if plan.access_log is not None else 0.0
-        values, rejected = _start(request, plan)
-        claim, info, error, failure = await _aresolve(request, plan)
+        values, rejected = start(request, plan)
+        claim, info, error, failure = await aresolve(request, plan)
         token = _bind_outcome(request, values, rejected, claim, info, error)
         try:
             if failure is None:
@@ -191,101 +123,6 @@ def _error_response(request: HttpRequest, error: TenancyError) -> JsonResponse:
     return response
 
 
-# Random bytes for request ids, read from the OS 4 KiB at a time (a system call
-# costs as much as the rest of the middleware) and handed out 16 at a time:
-# deque.popleft() is atomic, so threads never get the same bytes. A forked
-# child starts with none of its parent's.
-_RANDOM: deque[bytes] = deque()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_RANDOM.clear)
-# The variant nibble of a UUID: its two high bits are 10 (RFC 4122).
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def new_request_id() -> str:
-    """Return a random UUID4 in canonical form (``str(uuid.uuid4())``, several times faster)."""
-    try:
-        raw = _RANDOM.popleft()
-    except IndexError:
-        block = os.urandom(4096)
-        _RANDOM.extend([block[i : i + 16] for i in range(16, 4096, 16)])
-        raw = block[:16]
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_NOTHING_REJECTED: list[tuple[str, str]] = []  # shared, never changed: replaced when needed
-
-
-def _start(request: HttpRequest, plan: _Plan) -> tuple[Values, list[tuple[str, str]]]:
-    """Read the request id and context id headers: the values to bind, and what was rejected."""
-    meta = request.META
-    rejected: list[tuple[str, str]] = _NOTHING_REJECTED
-    request_id = meta.get(plan.request_id_key)
-    if request_id is None or not is_valid_request_id(request_id):
-        if request_id:
-            rejected = [(plan.request_id_header, describe_rejected(request_id))]
-        request_id = new_request_id()
-    values: Values = {"request_id": request_id}
-    for name, key, header in plan.id_headers:
-        value = meta.get(key)
-        if value:
-            if is_valid_context_id(value):
-                values[name] = value
-            else:
-                rejected = [*rejected, (header, describe_rejected(value))]
-    request.request_id = request_id  # type: ignore[attr-defined]
-    request._tenancy_frame = True  # type: ignore[attr-defined]
-    return values, rejected
-
-
-Outcome = tuple[Any, "TenantInfo | None", "TenancyError | None", "Exception | None"]
-
-
-def _resolve(request: HttpRequest, plan: _Plan) -> Outcome:
-    """Return the tenant claim, its tenant or the refusal, and any other failure."""
-    claim = None
-    try:
-        for resolver in plan.resolvers:
-            claim = resolver.resolve(request)
-            if claim is not None:
-                return claim, tenant_context.get_active_tenant(claim), None, None
-    except TenancyUnavailableError as exc:  # neither cache nor database answers: a 503
-        return claim, None, None, exc
-    except TenancyError as exc:  # malformed, unknown or inactive: for the permissions
-        return claim, None, exc, None
-    except Exception as exc:  # a resolver or the database failed: answered in our frame
-        return claim, None, None, _unavailable(exc)
-    return None, None, None, None
-
-
-async def _aresolve(request: HttpRequest, plan: _Plan) -> Outcome:
-    """:func:`_resolve` under ASGI; warm: no query, no thread; cold: the database off the loop."""
-    claim = None
-    try:
-        for resolver in plan.resolvers:
-            claim = await resolver.aresolve(request)
-            if claim is not None:
-                return claim, await tenant_context.aget_active_tenant(claim), None, None
-    except TenancyUnavailableError as exc:
-        return claim, None, None, exc
-    except TenancyError as exc:
-        return claim, None, exc, None
-    except Exception as exc:
-        return claim, None, None, _unavailable(exc)
-    return None, None, None, None
-
-
-def _unavailable(exc: Exception) -> Exception:
-    """A resolver's own database outage is a 503 too; any other exception stays as it is."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        report_failure("The database", exc, "a tenant resolver failed: answering 503")
-        unavailable = TenancyUnavailableError()
-        unavailable.__cause__ = exc
-        return unavailable
-    return exc
-
-
 def _bind_outcome(
     request: HttpRequest,
     values: Values,
@@ -302,28 +139,18 @@ def _bind_outcome(
     token = bind_owned(values)
     if rejected or error is not None:
         try:  # logged inside the request's context, so the lines carry its request id
-            _log_rejected(rejected, claim, error)
+            log_rejected(rejected, claim, error)
         except BaseException:
             _reset(token)
             raise
     return token
 
 
-def _log_rejected(rejected: list[tuple[str, str]], claim: Any, error: TenancyError | None) -> None:
-    """Log what the request sent that was not used (raw values never reach the log)."""
-    for header, description in rejected:
-        logger.info("Ignored an invalid %s header (%s)", header, description)
-    if isinstance(error, InvalidTenantIdError):
-        logger.info("Refused a tenant claim: %s (%s)", error.code, describe_rejected(claim))
-    elif error is not None:  # a well-formed id: safe to name
-        logger.info("Refused a tenant claim: %s (%s)", error.code, error.tenant_id)
-
-
 def _finish(
     request: HttpRequest,
     response: HttpResponseBase,
     started: float,
-    plan: _Plan,
+    plan: Plan,
     values: Values,
     info: TenantInfo | None,
     error: TenancyError | None,

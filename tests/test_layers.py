@@ -62,7 +62,10 @@ LAYERS: list[tuple[str, list[str]]] = [
             "contrib.httpx",
         ],
     ),
-    ("request path", ["resolvers", "request", "middleware", "decorators", "permissions"]),
+    (
+        "request path",
+        ["resolvers", "request", "binding", "middleware", "decorators", "permissions"],
+    ),
     (
         "admin and commands",
         [

@@ -38,9 +38,9 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import empty
 
+from ..binding import aresolve, get_plan, log_rejected, start
 from ..current import RuntimeContext, bind_owned, reset_context
 from ..exceptions import TenancyError
-from ..middleware import _aresolve, _get_plan, _log_rejected, _start
 from ..otel import annotate_span
 
 __all__ = ["CLOSE_CODE", "TenantContextMiddleware", "bind_connection_context"]
@@ -88,16 +88,16 @@ async def bind_connection_context(scope: Scope) -> tuple[Token[RuntimeContext | 
     and ``request_id`` set. Raise the ``TenancyError`` of a malformed, unknown
     or inactive tenant; nothing is bound then.
     """
-    plan = _get_plan()
+    plan = get_plan()
     request = connection_request(scope)
-    values, rejected = _start(request, plan)
-    claim, info, error, failure = await _aresolve(request, plan)
+    values, rejected = start(request, plan)
+    claim, info, error, failure = await aresolve(request, plan)
     if failure is not None:
         raise failure
     if error is not None:
         token = bind_owned(values)
         try:  # logged in the connection's context, so the line carries its request id
-            _log_rejected(rejected, claim, error)
+            log_rejected(rejected, claim, error)
         finally:
             reset_context(token)
         annotate_span(
@@ -112,7 +112,7 @@ async def bind_connection_context(scope: Scope) -> tuple[Token[RuntimeContext | 
     token = bind_owned(values)
     annotate_span(values)  # the connection's span (an instrumented ASGI server), if recording
     if rejected:
-        _log_rejected(rejected, None, None)
+        log_rejected(rejected, None, None)
     return token, {**scope, "tenant": info, "request_id": values["request_id"]}
 
 
