@@ -18,6 +18,7 @@ Where a bound value is visible (the rules of :mod:`contextvars`):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
@@ -26,6 +27,7 @@ from typing import Any
 from .conf import tenancy_settings
 from .exceptions import InvalidContextIdError
 from .ids import CONTEXT_IDS, describe_rejected, is_valid_context_id, validate_tenant_id
+from .memo import remember
 
 __all__ = [
     "CONTEXT_IDS",
@@ -221,9 +223,9 @@ def bind_owned(data: dict[str, Any]) -> Token[RuntimeContext | None]:
     return _set(ctx)
 
 
-# Snapshots bound on top of an empty context by ``bind_value(..., intern=True)``.
-_INTERNED: dict[tuple[str, Any], RuntimeContext] = {}
-_INTERNED_LIMIT = 4096
+# Snapshots bound on top of an empty context by ``bind_value(..., intern=True)``
+# (a bounded memo table: about 300 bytes a snapshot).
+_INTERNED: OrderedDict[tuple[str, Any], RuntimeContext] = OrderedDict()
 
 
 def bind_value(key: str, value: Any, *, intern: bool = False) -> Token[RuntimeContext | None]:
@@ -240,9 +242,7 @@ def bind_value(key: str, value: Any, *, intern: bool = False) -> Token[RuntimeCo
         else:
             ctx = _INTERNED.get((key, value))
             if ctx is None:
-                if len(_INTERNED) >= _INTERNED_LIMIT:
-                    _INTERNED.clear()
-                ctx = _INTERNED[(key, value)] = _wrap({key: value})
+                ctx = remember(_INTERNED, (key, value), _wrap({key: value}))
             return _set(ctx)
     else:
         data = current._data.copy()

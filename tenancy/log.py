@@ -29,11 +29,13 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from .current import RuntimeContext, _get, get_context, set_log_fields
 from .ids import CONTEXT_IDS
+from .memo import remember
 
 __all__ = [
     "CONTEXT_FIELDS",
@@ -83,8 +85,7 @@ _FIELD_NAMES = frozenset(CONTEXT_FIELDS)
 # collection) ids seen lately: the snapshots of all requests of one tenant and
 # user share one template, so making a snapshot's fields costs a lookup and a
 # copy. Plain strings only (``1`` and ``True`` are one key, not one line).
-_TEMPLATES: dict[tuple[Any, ...], dict[str, Any]] = {}
-_TEMPLATES_LIMIT = 4096
+_TEMPLATES: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
 
 def _compute_fields(ctx: RuntimeContext | None) -> dict[str, Any]:
@@ -110,9 +111,7 @@ def _compute_fields(ctx: RuntimeContext | None) -> dict[str, Any]:
         template["request_id"] = _UNSET
         template["context_prefix"] = _prefix(ctx)
         if all(value is None or type(value) is str for value in key):
-            if len(_TEMPLATES) >= _TEMPLATES_LIMIT:
-                _TEMPLATES.clear()
-            _TEMPLATES[key] = template
+            remember(_TEMPLATES, key, template)
     fields = template.copy()
     request_id = get("request_id")
     if request_id is not None:

@@ -31,6 +31,7 @@ transaction-local ``set_config('role', ..., true)``: the policies stay on.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar, Token
@@ -46,6 +47,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .conf import tenancy_settings
 from .current import get_current_tenant_id
 from .ids import is_valid_tenant_id
+from .memo import remember
 
 __all__ = [
     "POLICY",
@@ -146,7 +148,7 @@ def _bypass_role() -> str:
 
 
 # The SQL sent ahead of a statement, by (tenant, bypass, role possibly switched).
-_PREFIXES: dict[tuple[str, bool, bool], str] = {}
+_PREFIXES: OrderedDict[tuple[str, bool, bool], str] = OrderedDict()
 _RESTORE_ROLE = (
     "set_config('role', coalesce(nullif(current_setting('tenancy.role', true), ''), "
     "current_user), true)"
@@ -169,14 +171,12 @@ def _prefix(tenant: str, bypassed: bool, restore: bool) -> str:
         elif restore:
             parts.append(_RESTORE_ROLE)
         sql = "SELECT " + ", ".join(parts) + "; "
-        if len(_PREFIXES) > 4096:
-            _PREFIXES.clear()
-        _PREFIXES[key] = sql
+        remember(_PREFIXES, key, sql)
     return sql
 
 
 # The literal sent for a bound tenant id: itself when well-formed, else "" (no tenant).
-_TENANT_LITERALS: dict[Any, str] = {}
+_TENANT_LITERALS: OrderedDict[Any, str] = OrderedDict()
 
 
 def _tenant_literal(tenant: Any) -> str:
@@ -184,10 +184,7 @@ def _tenant_literal(tenant: Any) -> str:
         return _TENANT_LITERALS[tenant]
     except KeyError:
         literal = tenant if is_valid_tenant_id(tenant) else ""
-        if len(_TENANT_LITERALS) > 4096:
-            _TENANT_LITERALS.clear()
-        _TENANT_LITERALS[tenant] = literal
-        return literal
+        return remember(_TENANT_LITERALS, tenant, literal)
     except TypeError:  # unhashable: not a tenant id
         return ""
 

@@ -24,7 +24,7 @@ PACKAGE = "tenancy"
 # contrib.channels, pytest_plugin, testing) are placed ahead of the modules.
 LAYERS: list[tuple[str, list[str]]] = [
     # outage: the guard every cache call goes through, and the database outage error.
-    ("plumbing", ["conf", "exceptions", "signals", "outage"]),
+    ("plumbing", ["conf", "exceptions", "signals", "outage", "memo"]),
     ("ids", ["ids"]),
     # The one ContextVar, and the counters every switch bumps: plain Python, no database.
     ("context", ["current", "stats", "stats.counters"]),
