@@ -254,6 +254,28 @@ def bind_value(key: str, value: Any, *, intern: bool = False) -> Token[RuntimeCo
     return _set(ctx)
 
 
+def tenant_snapshot(tenant_id: str) -> RuntimeContext:
+    """Return a snapshot that binds *tenant_id* alone, for :func:`bind_tenant`."""
+    return _wrap({"tenant_id": tenant_id})
+
+
+def bind_tenant(snapshot: RuntimeContext) -> Token[RuntimeContext | None]:
+    """Bind the tenant of *snapshot* (from :func:`tenant_snapshot`) on top of the current context.
+
+    On top of an empty context that is *snapshot* itself: no lookup, nothing built.
+    """
+    current = _get()
+    if current is None:
+        return _set(snapshot)
+    data = current._data.copy()
+    data["tenant_id"] = snapshot._data["tenant_id"]
+    ctx = _new(RuntimeContext)
+    _set_data(ctx, data)
+    _set_log_fields(ctx, None)
+    _set_registered(ctx, None)
+    return _set(ctx)
+
+
 def get_current_tenant_id() -> str | None:
     """Return the bound ``tenant_id``, or ``None`` (no validation)."""
     ctx = _get()

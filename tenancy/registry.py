@@ -32,7 +32,7 @@ from .conf import tenancy_settings
 from .current import (
     _CONTEXT,
     RuntimeContext,
-    bind_value,
+    bind_tenant,
     get_current_tenant_id,
     set_registered_tenant,
 )
@@ -158,7 +158,8 @@ class _Switch:
         except KeyError:  # evicted meanwhile by another thread
             pass
         info: TenantInfo = entry[0]
-        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        bound = info._bound
+        self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
         if len(_switch_events) > _FOLD_AT:
             counters.fold()
@@ -187,7 +188,8 @@ class _Switch:
         except KeyError:
             pass
         info: TenantInfo = entry[0]
-        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        bound = info._bound
+        self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
         if len(_switch_events) > _FOLD_AT:
             counters.fold()
@@ -196,7 +198,7 @@ class _Switch:
     def _bind(self, info: TenantInfo) -> TenantInfo:
         if self._token is not None:  # entered meanwhile, while the cold lookup awaited
             raise _entered_twice()
-        self._token = bind_value("tenant_id", info.tenant_id, intern=True)
+        self._token = bind_tenant(info.bound_context())
         _record_switch(info.tenant_id)
         counters.fold_if_full()
         return info

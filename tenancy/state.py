@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from .conf import tenancy_settings
+from .current import RuntimeContext, tenant_snapshot
 from .outage import guarded_cache
 
 if TYPE_CHECKING:
@@ -73,9 +74,20 @@ class TenantInfo:
     active: bool
     metadata: Mapping[str, Any]
     created_at: datetime | None
+    # What switch() binds for this tenant on top of no context, made on its first
+    # warm switch and kept as long as this snapshot of the tenant is cached.
+    _bound: RuntimeContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata or {})))
+
+    def bound_context(self) -> RuntimeContext:
+        """Return the context that binds this tenant alone (made once, then shared)."""
+        bound = self._bound
+        if bound is None:  # two threads may both make one: either is right
+            bound = tenant_snapshot(self.tenant_id)
+            object.__setattr__(self, "_bound", bound)
+        return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
         # MappingProxyType does not pickle; shared caches store the plain dict.
