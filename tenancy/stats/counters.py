@@ -28,7 +28,7 @@ __all__ = ["Counters", "Pending", "counters"]
 _FOLD_AT = 4096
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """Counts of one tenant in one hour, not yet persisted."""
 
