@@ -184,3 +184,26 @@ def test_lock_free_recording_loses_nothing_under_many_threads():
     assert mine.total_switches == per_thread * threads_n
     assert mine.active_switches == 0
     assert len(taken) > 2  # the taker really ran while the threads recorded
+
+
+def test_switches_folded_in_two_hours_land_in_their_own_buckets(monkeypatch):
+    from tenancy.stats import counters as module
+
+    local = Counters()
+    hour = 1_800_000_000 // 3600 * 3600
+    clock = iter([hour + 10.0, hour + 3600 + 20.0, hour + 3600 + 30.0])
+    monkeypatch.setattr(module.time, "time", lambda: next(clock))
+    for tenant_id in ("acme", "acme", "globex"):
+        local.record_switch(tenant_id)
+        local.record_switch(None)
+    local.fold()  # hour + 10 s
+    local.record_switch("acme")
+    local.record_switch(None)
+    local.request_done("acme")
+    local.fold()  # the next hour, + 20 s
+    pending = local.take_pending()  # + 30 s: nothing left to fold
+    assert pending[("acme", hour)] == Pending(2, 0, 0, hour + 10.0)
+    assert pending[("globex", hour)] == Pending(1, 0, 0, hour + 10.0)
+    assert pending[("acme", hour + 3600)] == Pending(1, 1, 0, hour + 3600 + 20.0)
+    assert local.total_switches == 4 and local.active_switches == 0
+    assert not local.has_pending()

@@ -72,6 +72,13 @@ class Counters:
         self._total_closed = 0
         # (tenant_id, hour start as epoch seconds) -> Pending
         self._pending: defaultdict[tuple[str, int], Pending] = defaultdict(Pending)
+        # The switches of the hour being counted, per tenant, and when each tenant
+        # was last folded: kept by C-level dict operations (no Python step per
+        # tenant, which a fold over thousands of tenants would pay thousands of
+        # times) and settled into _pending when the counts are read or the hour ends.
+        self._live_hour = 0
+        self._live_switches: Counter[str] = Counter()
+        self._live_moments: dict[str, float] = {}
 
     # -- the hot path: one append, no lock -------------------------------------------
 
@@ -115,11 +122,13 @@ class Counters:
         self._total_opened += len(opened)
         now = time.time()
         hour = int(now // 3600) * 3600
+        if opened:
+            if hour != self._live_hour:
+                self._settle()
+                self._live_hour = hour
+            self._live_switches.update(opened)
+            self._live_moments.update(dict.fromkeys(opened, now))
         pending = self._pending
-        for tenant_id, count in Counter(opened).items():
-            entry = pending[(tenant_id, hour)]
-            entry.switches += count
-            entry.last_activity = now
         refused = Counter(denied)
         for tenant_id, count in Counter(requests).items():
             entry = pending[(tenant_id, hour)]
@@ -130,6 +139,21 @@ class Counters:
             entry = pending[(tenant_id, hour)]
             entry.denied_requests += count
             entry.last_denied = now
+
+    def _settle(self) -> None:
+        """Move the live switch counts into the per-tenant, per-hour counts (lock held)."""
+        switches = self._live_switches
+        if not switches:
+            return
+        hour, moments, pending = self._live_hour, self._live_moments, self._pending
+        for tenant_id, count in switches.items():
+            entry = pending[(tenant_id, hour)]
+            entry.switches += count
+            moment = moments[tenant_id]
+            if moment > entry.last_activity:
+                entry.last_activity = moment
+        self._live_switches = Counter()
+        self._live_moments = {}
 
     @property
     def total_switches(self) -> int:
@@ -149,12 +173,14 @@ class Counters:
         """Return a copy of the unpersisted counts, leaving them pending."""
         with self._lock:
             self._fold()
+            self._settle()
             return {key: replace(value) for key, value in self._pending.items()}
 
     def take_pending(self) -> dict[tuple[str, int], Pending]:
         """Return the unpersisted counts and start afresh."""
         with self._lock:
             self._fold()
+            self._settle()
             pending, self._pending = self._pending, defaultdict(Pending)
         return dict(pending)
 
@@ -167,7 +193,9 @@ class Counters:
     def has_pending(self) -> bool:
         # Closes alone are nothing to write, but iterating the deque here could
         # race appends from other threads: a fold that finds nothing is cheap.
-        return bool(self._switches or self._requests or self._denied or self._pending)
+        return bool(
+            self._switches or self._requests or self._denied or self._pending or self._live_switches
+        )
 
     def _after_fork_in_child(self) -> None:
         # A forked worker starts with the parent's pending counts, which the
@@ -181,6 +209,8 @@ class Counters:
         for events in (self._switches, self._requests, self._denied):
             events.clear()
         self._pending = defaultdict(Pending)
+        self._live_switches = Counter()
+        self._live_moments = {}
 
 
 counters = Counters()
