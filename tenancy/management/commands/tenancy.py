@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -28,24 +28,23 @@ from ..run import active_tenant_ids, run_for_tenants
 _RELATIVE = re.compile(r"(\d{1,6})([hd])")
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a whole number of hours, like 24") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+def _whole_number(example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least 1, the error naming *example*."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number{example}") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError("must be at least 1")
+        return number
+
+    return parse
 
 
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a whole number, like 20") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
+_positive_int = _whole_number(" of hours, like 24")
+_count = _whole_number(", like 20")
 
 
 def _since(value: str) -> datetime:
