@@ -264,16 +264,9 @@ def bind_tenant(snapshot: RuntimeContext) -> Token[RuntimeContext | None]:
 
     On top of an empty context that is *snapshot* itself: no lookup, nothing built.
     """
-    current = _get()
-    if current is None:
+    if _get() is None:
         return _set(snapshot)
-    data = current._data.copy()
-    data["tenant_id"] = snapshot._data["tenant_id"]
-    ctx = _new(RuntimeContext)
-    _set_data(ctx, data)
-    _set_log_fields(ctx, None)
-    _set_registered(ctx, None)
-    return _set(ctx)
+    return bind_value("tenant_id", snapshot._data["tenant_id"])
 
 
 def get_current_tenant_id() -> str | None:
