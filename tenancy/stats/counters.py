@@ -20,6 +20,8 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, replace
+from itertools import repeat as _repeat
+from itertools import starmap as _starmap
 from typing import Any
 
 __all__ = ["Counters", "Pending", "counters"]
@@ -50,9 +52,12 @@ class Pending:
 
 
 def _drain(events: deque[Any]) -> list[Any]:
-    """Pop the events present now; appends made meanwhile stay for the next fold."""
-    pop = events.popleft
-    return [pop() for _ in range(len(events))]
+    """Pop the events present now; appends made meanwhile stay for the next fold.
+
+    One C-level loop of ``popleft`` calls: only the folder pops (under the
+    lock), others only append, so the first ``len(events)`` pops always succeed.
+    """
+    return list(_starmap(events.popleft, _repeat((), len(events))))
 
 
 class Counters:
@@ -72,13 +77,14 @@ class Counters:
         self._total_closed = 0
         # (tenant_id, hour start as epoch seconds) -> Pending
         self._pending: defaultdict[tuple[str, int], Pending] = defaultdict(Pending)
-        # The switches of the hour being counted, per tenant, and when each tenant
-        # was last folded: kept by C-level dict operations (no Python step per
-        # tenant, which a fold over thousands of tenants would pay thousands of
-        # times) and settled into _pending when the counts are read or the hour ends.
+        # The switches of the hour being counted, per tenant: kept by one C-level
+        # Counter.update per fold (no Python step per switch or per tenant, which
+        # a fold over thousands of tenants would pay thousands of times) and
+        # settled into _pending when the counts are read or the hour ends. Their
+        # moment is the last fold that counted switches in that hour.
         self._live_hour = 0
-        self._live_switches: Counter[str] = Counter()
-        self._live_moments: dict[str, float] = {}
+        self._live_moment = 0.0
+        self._live_switches: Counter[str | None] = Counter()
 
     # -- the hot path: one append, no lock -------------------------------------------
 
@@ -113,21 +119,23 @@ class Counters:
         # A close is recorded after its open, in the same deque: every close
         # folded has its open folded too, so open switches never read below zero.
         switches = _drain(self._switches)
-        opened = [tenant_id for tenant_id in switches if tenant_id is not None]
-        self._total_closed += len(switches) - len(opened)
         requests = _drain(self._requests)
         denied = _drain(self._denied)
-        if not (opened or requests or denied):
+        if not (switches or requests or denied):
             return
-        self._total_opened += len(opened)
         now = time.time()
         hour = int(now // 3600) * 3600
-        if opened:
+        if switches:
             if hour != self._live_hour:
                 self._settle()
                 self._live_hour = hour
-            self._live_switches.update(opened)
-            self._live_moments.update(dict.fromkeys(opened, now))
+            live = self._live_switches
+            live.update(switches)  # opens by tenant id, closes under None
+            closed = live.pop(None, 0)
+            self._total_closed += closed
+            if len(switches) > closed:
+                self._total_opened += len(switches) - closed
+                self._live_moment = now
         pending = self._pending
         refused = Counter(denied)
         for tenant_id, count in Counter(requests).items():
@@ -145,15 +153,13 @@ class Counters:
         switches = self._live_switches
         if not switches:
             return
-        hour, moments, pending = self._live_hour, self._live_moments, self._pending
+        hour, moment, pending = self._live_hour, self._live_moment, self._pending
         for tenant_id, count in switches.items():
-            entry = pending[(tenant_id, hour)]
+            entry = pending[(tenant_id, hour)]  # type: ignore[index]  # None never stays
             entry.switches += count
-            moment = moments[tenant_id]
             if moment > entry.last_activity:
                 entry.last_activity = moment
         self._live_switches = Counter()
-        self._live_moments = {}
 
     @property
     def total_switches(self) -> int:
@@ -210,7 +216,6 @@ class Counters:
             events.clear()
         self._pending = defaultdict(Pending)
         self._live_switches = Counter()
-        self._live_moments = {}
 
 
 counters = Counters()
