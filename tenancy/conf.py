@@ -37,9 +37,9 @@ DEFAULTS: dict[str, Any] = {
     # Unknown and inactive tenants get one 403 (code "tenant_denied") for callers
     # who are not members or staff, so tenant ids cannot be enumerated.
     "UNIFORM_DENIAL": False,
-    # Tenants kept in this process's LRU (the whole state with a local-memory
-    # cache, the local copy in front of a shared one); the least recently used
-    # are evicted one by one beyond it.
+    # Tenants kept in this process's cache (the whole state with a local-memory
+    # cache, the local copy in front of a shared one); beyond it the least
+    # recently used are evicted one by one (CLOCK, see tenancy.state).
     "LOCAL_CACHE_SIZE": 100_000,
     # With a shared cache: how often (seconds, at most) a process checks the
     # shared state version and drops its local copy when another process changed

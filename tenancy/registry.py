@@ -48,7 +48,7 @@ from .exceptions import (
 from .ids import is_valid_tenant_id, validate_tenant_id
 from .outage import database_guard
 from .overlay import cached, load, write, writes_pending
-from .state import MISS, CoherentStore, LocalStore, TenantInfo, make_store
+from .state import MISS, CoherentStore, Entry, LocalStore, TenantInfo, make_store
 from .stats.counters import _FOLD_AT, counters
 
 __all__ = [
@@ -66,7 +66,7 @@ _switch_events = counters._switches
 _monotonic = time.monotonic
 # What the warm path reads while a transaction holds uncommitted tenant changes:
 # nothing, so every lookup takes the full path, which sees that transaction's view.
-_NO_WARM: OrderedDict[str, tuple[TenantInfo, float]] = OrderedDict()
+_NO_WARM: OrderedDict[str, Entry] = OrderedDict()
 
 
 def bound_tenant_id() -> str | None:
@@ -119,10 +119,12 @@ class _Switch:
     entered (nested, or from another task or thread) is a ``RuntimeError``.
 
     Entering a warm tenant is the hot path of the whole package: one dict
-    lookup, one clock read, one LRU ``move_to_end``, one snapshot (reused when
-    nothing else is bound), one ``ContextVar.set`` and one ``deque.append``, written out in
-    ``__enter__`` because every Python call costs about as much as the set
-    itself. Anything else (a shared cache, a miss, an inactive tenant, a
+    lookup, one clock read, one read of the entry's CLOCK bit, the context the
+    cached tenant keeps (reused when nothing else is bound), one
+    ``ContextVar.set`` and one ``deque.append``, written out in ``__enter__``
+    because every Python call costs about as much as the set itself. It reads
+    one entry object and writes nothing shared, so its cost barely grows with
+    the number of tenants in use. Anything else (a shared cache, a miss, an inactive tenant, a
     malformed id) takes the full path through the registry, which raises.
     """
 
@@ -148,16 +150,13 @@ class _Switch:
             entry = None
         if (
             entry is None
-            or entry[1] < (now := _monotonic())
+            or entry.expires < (now := _monotonic())
             or now >= registry._recheck_at
-            or not entry[0].active
+            or not (info := entry.info).active
         ):
             return self._bind(registry.get_active_tenant(tenant_id))
-        try:
-            local.move_to_end(tenant_id)  # most recently used
-        except KeyError:  # evicted meanwhile by another thread
-            pass
-        info: TenantInfo = entry[0]
+        if not entry.used:  # the CLOCK bit: written once per lap of the hand, not per switch
+            entry.used = True
         bound = info._bound
         self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
@@ -177,17 +176,14 @@ class _Switch:
             entry = None
         if (
             entry is None
-            or entry[1] < (now := _monotonic())
+            or entry.expires < (now := _monotonic())
             or now >= registry._recheck_at
-            or not entry[0].active
+            or not (info := entry.info).active
         ):
             # A cold lookup reads the database off the event loop.
             return self._bind(await registry.aget_active_tenant(tenant_id))
-        try:
-            local.move_to_end(tenant_id)
-        except KeyError:
-            pass
-        info: TenantInfo = entry[0]
+        if not entry.used:  # the CLOCK bit: written once per lap of the hand, not per switch
+            entry.used = True
         bound = info._bound
         self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
@@ -242,10 +238,10 @@ class TenantContext:
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._store: LocalStore | CoherentStore | None = None
-        # The local LRU's entries, read directly by a warm switch (the local copy
+        # The local store's entries, read directly by a warm switch (the local copy
         # in front of a shared cache, too); _NO_WARM while a transaction holds
         # uncommitted tenant changes.
-        self._local: OrderedDict[str, tuple[TenantInfo, float]] = _NO_WARM
+        self._local: OrderedDict[str, Entry] = _NO_WARM
         # When the local entries must next be checked against other processes
         # (the shared state version); never, with a local-memory cache.
         self._recheck_at = 0.0
@@ -320,7 +316,7 @@ class TenantContext:
         """Return the tenant if the local store holds it fresh and active, else ``None``.
 
         The hot path of every switch and request: one dict lookup, one clock
-        read and one LRU move, no validation (only validated ids are ever
+        read and the entry's CLOCK bit, no validation (only validated ids are ever
         stored). Anything else (a miss, an expired, absent or inactive tenant,
         a recheck due, a transaction with uncommitted tenant changes, a
         malformed or unhashable id) returns ``None`` for the full path, which
@@ -331,13 +327,11 @@ class TenantContext:
             entry = local.get(tenant_id)
         except TypeError:  # unhashable, so malformed
             return None
-        if entry is not None and entry[1] >= (now := _monotonic()) and now < self._recheck_at:
-            info = entry[0]
+        if entry is not None and entry.expires >= (now := _monotonic()) and now < self._recheck_at:
+            info: TenantInfo = entry.info
             if info.active:
-                try:
-                    local.move_to_end(tenant_id)
-                except KeyError:  # evicted meanwhile by another thread
-                    pass
+                if not entry.used:
+                    entry.used = True
                 return info
         return None
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MISS",
     "CoherentStore",
+    "Entry",
     "LocalStore",
     "SharedStore",
     "TenantInfo",
@@ -101,15 +102,45 @@ class TenantInfo:
         return cls(tenant.tenant_id, tenant.name, tenant.active, tenant.metadata, tenant.created_at)
 
 
-class LocalStore:
-    """Tenant state in this process: an LRU of at most ``size`` tenants, expiring after ``timeout``.
+class Entry:
+    """What the local store keeps for one tenant: its snapshot, when it expires, a use bit.
 
-    ``data`` maps ids to ``(TenantInfo, expires)`` in least-recently-used order
-    and is read directly by the registry's warm path, which moves a hit to the
-    end. Known absences (well-formed ids with no tenant) live in a smaller LRU
-    of their own, so requests naming random ids never push out real tenants.
-    Each operation is one or two ``OrderedDict`` calls, atomic under the GIL;
-    an entry evicted by another thread between two of them is simply a miss.
+    ``used`` is the CLOCK reference bit: a warm lookup sets it (only when it is
+    clear, so a hot entry's memory is read, not written, on most lookups), and
+    the eviction hand clears it, sparing the entry once. Entries are what the
+    registry's warm path reads, so they hold everything a warm switch needs in
+    one object: the snapshot (which keeps the context a switch binds, see
+    :meth:`TenantInfo.bound_context`) and the expiry, a float shared with every
+    entry stored in the same tick (1/256 of the timeout).
+    """
+
+    __slots__ = ("expires", "info", "used")
+
+    def __init__(self, info: TenantInfo, expires: float) -> None:
+        self.info = info
+        self.expires = expires
+        self.used = False
+
+    def __repr__(self) -> str:
+        return f"Entry({self.info.tenant_id!r}, expires={self.expires}, used={self.used})"
+
+
+class LocalStore:
+    """Tenant state in this process: at most ``size`` tenants, expiring after ``timeout``.
+
+    ``data`` maps ids to :class:`Entry` objects and is read directly by the
+    registry's warm path. Beyond ``size`` tenants entries are evicted one at a
+    time by the CLOCK algorithm, an approximation of least-recently-used that
+    costs a lookup nothing but a bit: ``data`` is kept in insertion order, and
+    the hand (the front of it) evicts the first entry not used since it last
+    passed, moving used ones to the back with their bit cleared. So the entries
+    used since the hand last went round (a hot set smaller than the bound)
+    stay, and the coldest go first.
+
+    Known absences (well-formed ids with no tenant) live in a smaller LRU of
+    their own, so requests naming random ids never push out real tenants.
+    Writers (``set``, ``load``, ``delete``, ``clear``) hold a lock; readers
+    hold none: every step a reader takes is one atomic dict operation.
     """
 
     shared = False
@@ -119,67 +150,102 @@ class LocalStore:
         self.size = max(1, int(size))
         self.absent_size = max(16, self.size // 10)
         self.name = name
-        self.data: OrderedDict[str, tuple[TenantInfo, float]] = OrderedDict()
+        self.data: OrderedDict[str, Entry] = OrderedDict()
         self.absent: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self._tick = timeout / 256
+        self._expiry = (-1, 0.0)  # (tick, expiry): the expiry float the entries of a tick share
 
     def get(self, key: str) -> Any:
         entry = self.data.get(key)
         if entry is not None:
-            if entry[1] < _monotonic():
+            if entry.expires < _monotonic():
                 return MISS
-            _touch(self.data, key)
-            return entry[0]
+            if not entry.used:
+                entry.used = True
+            return entry.info
         expires = self.absent.get(key)
         if expires is None or expires < _monotonic():
             return MISS
-        _touch(self.absent, key)
+        try:
+            self.absent.move_to_end(key)
+        except KeyError:  # dropped meanwhile by a writer
+            pass
         return None
 
     def load(self, key: str, fetch: Callable[[], Any]) -> Any:
         value = fetch()
-        if self.get(key) is MISS:  # a fresher value written meanwhile wins
-            self.set(key, value)
+        with self._lock:
+            if self.get(key) is MISS:  # a fresher value written meanwhile wins
+                self._set(key, value)
         return value
 
     def set(self, key: str, value: TenantInfo | None) -> None:
-        expires = _monotonic() + self.timeout
+        with self._lock:
+            self._set(key, value)
+
+    def _set(self, key: str, value: TenantInfo | None) -> None:
+        expires = self._expires()
+        data, absent = self.data, self.absent
         if value is None:
-            self.data.pop(key, None)
-            _put(self.absent, key, expires, self.absent_size)
-        else:
-            self.absent.pop(key, None)
-            _put(self.data, key, (value, expires), self.size)
+            data.pop(key, None)
+            absent[key] = expires
+            absent.move_to_end(key)
+            while len(absent) > self.absent_size:
+                absent.popitem(last=False)
+            return
+        absent.pop(key, None)
+        entry = Entry(value, expires)
+        if key in data:
+            data[key] = entry  # replaced in place: never missing for a reader meanwhile
+            data.move_to_end(key)
+            return
+        data[key] = entry
+        while len(data) > self.size:
+            self._evict_one()
+
+    def _evict_one(self) -> None:
+        """Evict the entry under the hand that was not used since the hand last passed it."""
+        data = self.data
+        while True:  # one lap at most: every entry passed over loses its bit
+            key = next(iter(data))
+            entry = data[key]
+            if not entry.used:
+                del data[key]
+                return
+            entry.used = False
+            data.move_to_end(key)
+
+    def _expires(self) -> float:
+        """When an entry stored now expires: ``timeout`` from now, early by at most 1/256 of it.
+
+        The entries stored in one such tick share one float, so checking an
+        entry's expiry reads memory that every other warm lookup keeps cached.
+        """
+        at = _monotonic() + self.timeout
+        if self._tick <= 0:
+            return at
+        tick = int(at / self._tick)
+        known, expires = self._expiry
+        if known != tick:
+            expires = tick * self._tick
+            self._expiry = (tick, expires)
+        return expires
 
     def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-        self.absent.pop(key, None)
+        with self._lock:
+            self.data.pop(key, None)
+            self.absent.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything, in place: the registry's warm path holds a reference to ``data``."""
-        self.data.clear()
-        self.absent.clear()
+        with self._lock:
+            self.data.clear()
+            self.absent.clear()
 
     def recheck(self) -> float:
         """Return when the local state must next be checked against others: never."""
         return math.inf
-
-
-def _touch(data: OrderedDict[str, Any], key: str) -> None:
-    try:
-        data.move_to_end(key)
-    except KeyError:  # evicted meanwhile by another thread
-        pass
-
-
-def _put(data: OrderedDict[str, Any], key: str, entry: Any, size: int) -> None:
-    """Store *entry* as the most recently used; evict the least recently used beyond *size*."""
-    data[key] = entry
-    _touch(data, key)
-    while len(data) > size:
-        try:
-            data.popitem(last=False)
-        except KeyError:  # emptied meanwhile by another thread
-            break
 
 
 class SharedStore:

@@ -45,8 +45,9 @@ def caches_of(*tenant_ids):
     shared = getattr(store, "shared_store", store)
     held = {}
     for tenant_id in tenant_ids:
+        entry = local.data.get(tenant_id) if hasattr(local, "data") else None
         held[tenant_id] = (
-            local.data.get(tenant_id) if hasattr(local, "data") else None,
+            None if entry is None else (entry.info, entry.expires),
             tenant_id in getattr(local, "absent", ()),
             shared.get(tenant_id) if store.shared else MISS,
         )

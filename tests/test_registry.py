@@ -454,8 +454,7 @@ def test_an_expired_entry_is_read_again(acme):
     # As if CACHE_TIMEOUT had passed.
     if store.shared:
         store.shared_store.cache.delete(store.shared_store.prefix + "acme")
-    info, _ = store.data["acme"]
-    store.data["acme"] = (info, 0.0)
+    store.data["acme"].expires = 0.0
     with CaptureQueriesContext(connection) as queries:
         with tenancy.switch("acme"):
             pass

@@ -30,11 +30,11 @@ def test_the_least_recently_used_entry_goes_first_one_at_a_time():
     store = LocalStore(timeout=60, size=3)
     for name in ("a", "b", "c"):
         store.set(name, info(name))
-    assert store.get("a").tenant_id == "a"  # used: now the most recent
+    assert store.get("a").tenant_id == "a"  # used: spared once by the hand
     store.set("d", info("d"))
-    assert list(store.data) == ["c", "a", "d"]  # b, the coldest, went; nobody else
+    assert set(store.data) == {"a", "c", "d"}  # b, the coldest, went; nobody else
     store.set("e", info("e"))
-    assert list(store.data) == ["a", "d", "e"]
+    assert set(store.data) == {"a", "d", "e"}
     assert store.get("b") is MISS and store.get("c") is MISS
 
 
@@ -51,6 +51,66 @@ def test_a_hot_set_smaller_than_the_bound_never_misses():
             if store.get(cold) is MISS:
                 store.load(cold, lambda cold=cold: info(cold))
     assert len(store.data) == 100
+
+
+def test_an_entry_used_since_the_hand_passed_is_spared_once_then_evicted_if_unused():
+    store = LocalStore(timeout=60, size=2)
+    store.set("a", info("a"))
+    store.set("b", info("b"))
+    store.get("a")  # a's bit is set
+    store.set("c", info("c"))  # the hand spares a (clearing its bit, to the back) and evicts b
+    assert set(store.data) == {"a", "c"}
+    store.set("d", info("d"))  # c, never used, is under the hand now
+    assert set(store.data) == {"a", "d"}
+    store.set("e", info("e"))  # a was not used again since it was spared: it goes
+    assert set(store.data) == {"d", "e"}
+
+
+def test_entries_stored_in_one_tick_share_their_expiry_which_is_at_most_a_tick_early():
+    import time
+
+    store = LocalStore(timeout=256, size=10)
+    before = time.monotonic()
+    store.set("a", info("a"))
+    store.set("b", info("b"))
+    after = time.monotonic()
+    a, b = store.data["a"], store.data["b"]
+    assert before + 256 - 1 <= a.expires <= after + 256  # a tick is 1/256 of the timeout
+    if a.expires == b.expires:  # stored in the same tick (almost always)
+        assert a.expires is b.expires  # one float for both: no memory of its own to read
+
+
+def test_concurrent_lookups_and_evictions_never_answer_another_tenants_state():
+    import threading
+
+    store = LocalStore(timeout=60, size=64)
+    names = [f"t{n}" for n in range(400)]
+    wrong: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for name in names:
+                found = store.get(name)
+                if found is not MISS and found.tenant_id != name:
+                    wrong.append((name, found.tenant_id))
+
+    def write(offset: int) -> None:
+        for _ in range(40):
+            for name in names[offset::2]:
+                store.set(name, info(name))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert wrong == []
+    assert len(store.data) == 64  # the bound held under concurrent inserts
 
 
 def test_unknown_ids_have_their_own_smaller_lru():
