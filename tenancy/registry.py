@@ -48,7 +48,8 @@ from .exceptions import (
 from .ids import is_valid_tenant_id, validate_tenant_id
 from .outage import database_guard
 from .overlay import cached, load, write, writes_pending
-from .state import MISS, CoherentStore, Entry, LocalStore, TenantInfo, make_store
+from .state import MISS, CoherentStore, LocalStore, TenantInfo, make_store
+from .state import mark_used as _mark_used
 from .stats.counters import _FOLD_AT, counters
 
 __all__ = [
@@ -66,7 +67,7 @@ _switch_events = counters._switches
 _monotonic = time.monotonic
 # What the warm path reads while a transaction holds uncommitted tenant changes:
 # nothing, so every lookup takes the full path, which sees that transaction's view.
-_NO_WARM: OrderedDict[str, Entry] = OrderedDict()
+_NO_WARM: OrderedDict[str, TenantInfo] = OrderedDict()
 
 
 def bound_tenant_id() -> str | None:
@@ -119,13 +120,15 @@ class _Switch:
     entered (nested, or from another task or thread) is a ``RuntimeError``.
 
     Entering a warm tenant is the hot path of the whole package: one dict
-    lookup, one clock read, one read of the entry's CLOCK bit, the context the
-    cached tenant keeps (reused when nothing else is bound), one
+    lookup, one clock read, one read of the cached snapshot's CLOCK bit, the
+    context the snapshot keeps (reused when nothing else is bound), one
     ``ContextVar.set`` and one ``deque.append``, written out in ``__enter__``
-    because every Python call costs about as much as the set itself. It reads
-    one entry object and writes nothing shared, so its cost barely grows with
-    the number of tenants in use. Anything else (a shared cache, a miss, an inactive tenant, a
-    malformed id) takes the full path through the registry, which raises.
+    because every Python call costs about as much as the set itself. Of the
+    tenant's own memory it reads the snapshot it returns and the context that
+    snapshot keeps, and it writes nothing shared, so its cost grows little
+    with the number of tenants in use. Anything else (a shared cache, a miss,
+    an inactive tenant, a malformed id) takes the full path through the
+    registry, which raises.
     """
 
     __slots__ = ("_registry", "_tenant_id", "_token")
@@ -145,18 +148,18 @@ class _Switch:
         registry = self._registry
         local = registry._local
         try:
-            entry = local.get(tenant_id)
+            info = local.get(tenant_id)
         except TypeError:  # unhashable, so malformed: the full path says so
-            entry = None
+            info = None
         if (
-            entry is None
-            or entry.expires < (now := _monotonic())
+            info is None
+            or info._expires < (now := _monotonic())
             or now >= registry._recheck_at
-            or not (info := entry.info).active
+            or not info.active
         ):
             return self._bind(registry.get_active_tenant(tenant_id))
-        if not entry.used:  # the CLOCK bit: written once per lap of the hand, not per switch
-            entry.used = True
+        if not info._used:  # the CLOCK bit: written once per lap of the hand, not per switch
+            _mark_used(info, True)
         bound = info._bound
         self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
@@ -171,19 +174,19 @@ class _Switch:
         registry = self._registry
         local = registry._local
         try:
-            entry = local.get(tenant_id)
+            info = local.get(tenant_id)
         except TypeError:
-            entry = None
+            info = None
         if (
-            entry is None
-            or entry.expires < (now := _monotonic())
+            info is None
+            or info._expires < (now := _monotonic())
             or now >= registry._recheck_at
-            or not (info := entry.info).active
+            or not info.active
         ):
             # A cold lookup reads the database off the event loop.
             return self._bind(await registry.aget_active_tenant(tenant_id))
-        if not entry.used:  # the CLOCK bit: written once per lap of the hand, not per switch
-            entry.used = True
+        if not info._used:  # the CLOCK bit: written once per lap of the hand, not per switch
+            _mark_used(info, True)
         bound = info._bound
         self._token = bind_tenant(info.bound_context() if bound is None else bound)
         _record_switch(info.tenant_id)
@@ -241,7 +244,7 @@ class TenantContext:
         # The local store's entries, read directly by a warm switch (the local copy
         # in front of a shared cache, too); _NO_WARM while a transaction holds
         # uncommitted tenant changes.
-        self._local: OrderedDict[str, Entry] = _NO_WARM
+        self._local: OrderedDict[str, TenantInfo] = _NO_WARM
         # When the local entries must next be checked against other processes
         # (the shared state version); never, with a local-memory cache.
         self._recheck_at = 0.0
@@ -316,7 +319,7 @@ class TenantContext:
         """Return the tenant if the local store holds it fresh and active, else ``None``.
 
         The hot path of every switch and request: one dict lookup, one clock
-        read and the entry's CLOCK bit, no validation (only validated ids are ever
+        read and the snapshot's CLOCK bit, no validation (only validated ids are ever
         stored). Anything else (a miss, an expired, absent or inactive tenant,
         a recheck due, a transaction with uncommitted tenant changes, a
         malformed or unhashable id) returns ``None`` for the full path, which
@@ -324,14 +327,13 @@ class TenantContext:
         """
         local = self._local
         try:
-            entry = local.get(tenant_id)
+            info = local.get(tenant_id)
         except TypeError:  # unhashable, so malformed
             return None
-        if entry is not None and entry.expires >= (now := _monotonic()) and now < self._recheck_at:
-            info: TenantInfo = entry.info
+        if info is not None and info._expires >= (now := _monotonic()) and now < self._recheck_at:
             if info.active:
-                if not entry.used:
-                    entry.used = True
+                if not info._used:
+                    _mark_used(info, True)
                 return info
         return None
 

@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MISS",
     "CoherentStore",
-    "Entry",
     "LocalStore",
     "SharedStore",
     "TenantInfo",
@@ -78,6 +77,12 @@ class TenantInfo:
     # What switch() binds for this tenant on top of no context, made on its first
     # warm switch and kept as long as this snapshot of the tenant is cached.
     _bound: RuntimeContext | None = field(default=None, init=False, repr=False, compare=False)
+    # The bookkeeping of the LocalStore that holds this snapshot (at most one does):
+    # when it stops trusting it (0.0: no store holds it), and the CLOCK use bit.
+    # Kept here, not in an entry object around it, so that a warm switch reads
+    # one object per tenant: what it returns.
+    _expires: float = field(default=0.0, init=False, repr=False, compare=False)
+    _used: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata or {})))
@@ -102,40 +107,24 @@ class TenantInfo:
         return cls(tenant.tenant_id, tenant.name, tenant.active, tenant.metadata, tenant.created_at)
 
 
-class Entry:
-    """What the local store keeps for one tenant: its snapshot, when it expires, a use bit.
-
-    ``used`` is the CLOCK reference bit: a warm lookup sets it (only when it is
-    clear, so a hot entry's memory is read, not written, on most lookups), and
-    the eviction hand clears it, sparing the entry once. Entries are what the
-    registry's warm path reads, so they hold everything a warm switch needs in
-    one object: the snapshot (which keeps the context a switch binds, see
-    :meth:`TenantInfo.bound_context`) and the expiry, a float shared with every
-    entry stored in the same tick (1/256 of the timeout).
-    """
-
-    __slots__ = ("expires", "info", "used")
-
-    def __init__(self, info: TenantInfo, expires: float) -> None:
-        self.info = info
-        self.expires = expires
-        self.used = False
-
-    def __repr__(self) -> str:
-        return f"Entry({self.info.tenant_id!r}, expires={self.expires}, used={self.used})"
+# The store's bookkeeping slots, written past the frozen dataclass's __setattr__.
+_set_expires: Callable[[TenantInfo, float], None] = TenantInfo.__dict__["_expires"].__set__
+#: Set a cached snapshot's use bit: ``mark_used(info, True)`` (the registry's warm path).
+mark_used: Callable[[TenantInfo, bool], None] = TenantInfo.__dict__["_used"].__set__
 
 
 class LocalStore:
     """Tenant state in this process: at most ``size`` tenants, expiring after ``timeout``.
 
-    ``data`` maps ids to :class:`Entry` objects and is read directly by the
-    registry's warm path. Beyond ``size`` tenants entries are evicted one at a
-    time by the CLOCK algorithm, an approximation of least-recently-used that
-    costs a lookup nothing but a bit: ``data`` is kept in insertion order, and
-    the hand (the front of it) evicts the first entry not used since it last
-    passed, moving used ones to the back with their bit cleared. So the entries
-    used since the hand last went round (a hot set smaller than the bound)
-    stay, and the coldest go first.
+    ``data`` maps ids to :class:`TenantInfo` snapshots, each carrying its
+    expiry and use bit, and is read directly by the registry's warm path.
+    Beyond ``size`` tenants entries are evicted one at a time by the CLOCK
+    algorithm, an approximation of least-recently-used that costs a lookup
+    nothing but a bit: ``data`` is kept in insertion order, and the hand (the
+    front of it) evicts the first entry not used since it last passed, moving
+    used ones to the back with their bit cleared. So the entries used since the
+    hand last went round (a hot set smaller than the bound) stay, and the
+    coldest go first.
 
     Known absences (well-formed ids with no tenant) live in a smaller LRU of
     their own, so requests naming random ids never push out real tenants.
@@ -150,20 +139,20 @@ class LocalStore:
         self.size = max(1, int(size))
         self.absent_size = max(16, self.size // 10)
         self.name = name
-        self.data: OrderedDict[str, Entry] = OrderedDict()
+        self.data: OrderedDict[str, TenantInfo] = OrderedDict()
         self.absent: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._tick = timeout / 256
         self._expiry = (-1, 0.0)  # (tick, expiry): the expiry float the entries of a tick share
 
     def get(self, key: str) -> Any:
-        entry = self.data.get(key)
-        if entry is not None:
-            if entry.expires < _monotonic():
+        info = self.data.get(key)
+        if info is not None:
+            if info._expires < _monotonic():
                 return MISS
-            if not entry.used:
-                entry.used = True
-            return entry.info
+            if not info._used:
+                mark_used(info, True)
+            return info
         expires = self.absent.get(key)
         if expires is None or expires < _monotonic():
             return MISS
@@ -195,12 +184,14 @@ class LocalStore:
                 absent.popitem(last=False)
             return
         absent.pop(key, None)
-        entry = Entry(value, expires)
+        if value._expires:  # held by another store already: this one keeps a copy of its own
+            value = replace(value)
+        _set_expires(value, expires)
         if key in data:
-            data[key] = entry  # replaced in place: never missing for a reader meanwhile
+            data[key] = value  # replaced in place: never missing for a reader meanwhile
             data.move_to_end(key)
             return
-        data[key] = entry
+        data[key] = value
         while len(data) > self.size:
             self._evict_one()
 
@@ -209,11 +200,11 @@ class LocalStore:
         data = self.data
         while True:  # one lap at most: every entry passed over loses its bit
             key = next(iter(data))
-            entry = data[key]
-            if not entry.used:
+            info = data[key]
+            if not info._used:
                 del data[key]
                 return
-            entry.used = False
+            mark_used(info, False)
             data.move_to_end(key)
 
     def _expires(self) -> float:

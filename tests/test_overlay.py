@@ -47,7 +47,7 @@ def caches_of(*tenant_ids):
     for tenant_id in tenant_ids:
         entry = local.data.get(tenant_id) if hasattr(local, "data") else None
         held[tenant_id] = (
-            None if entry is None else (entry.info, entry.expires),
+            None if entry is None else (entry, entry._expires),
             tenant_id in getattr(local, "absent", ()),
             shared.get(tenant_id) if store.shared else MISS,
         )

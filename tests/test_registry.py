@@ -454,7 +454,7 @@ def test_an_expired_entry_is_read_again(acme):
     # As if CACHE_TIMEOUT had passed.
     if store.shared:
         store.shared_store.cache.delete(store.shared_store.prefix + "acme")
-    store.data["acme"].expires = 0.0
+    object.__setattr__(store.data["acme"], "_expires", 0.001)
     with CaptureQueriesContext(connection) as queries:
         with tenancy.switch("acme"):
             pass

@@ -75,9 +75,9 @@ def test_entries_stored_in_one_tick_share_their_expiry_which_is_at_most_a_tick_e
     store.set("b", info("b"))
     after = time.monotonic()
     a, b = store.data["a"], store.data["b"]
-    assert before + 256 - 1 <= a.expires <= after + 256  # a tick is 1/256 of the timeout
-    if a.expires == b.expires:  # stored in the same tick (almost always)
-        assert a.expires is b.expires  # one float for both: no memory of its own to read
+    assert before + 256 - 1 <= a._expires <= after + 256  # a tick is 1/256 of the timeout
+    if a._expires == b._expires:  # stored in the same tick (almost always)
+        assert a._expires is b._expires  # one float for both: no memory of its own to read
 
 
 def test_concurrent_lookups_and_evictions_never_answer_another_tenants_state():

@@ -60,7 +60,9 @@ def _upsert(
 
     *columns* are (name, PostgreSQL type). On PostgreSQL one statement whatever
     the number of rows, the rows bound as one JSON document (``json.dumps``
-    writes it in C, where psycopg would adapt each value of a list in Python);
+    writes it in C, where psycopg would adapt each value of a list in Python),
+    read as ``jsonb``: parsed once, where ``json`` parses an element again for
+    each field read from it;
     elsewhere ``VALUES`` in chunks of 500 rows. Table and column names come
     from the models, never from input; values are bound.
     """
@@ -72,7 +74,7 @@ def _upsert(
         values = ", ".join(f"(e->>{i})::{sql_type}" for i, (_n, sql_type) in enumerate(columns))
         sql = (
             f"INSERT INTO {table} ({names}) SELECT {values} "  # noqa: S608 - names only
-            "FROM json_array_elements(%s::json) AS e"
+            "FROM jsonb_array_elements(%s::jsonb) AS e"
         )
         cursor.execute(sql + tail, [json.dumps(rows, default=_iso)])
         return
