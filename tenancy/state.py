@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -78,7 +80,7 @@ class TenantInfo:
     # warm switch and kept as long as this snapshot of the tenant is cached.
     _bound: RuntimeContext | None = field(default=None, init=False, repr=False, compare=False)
     # The bookkeeping of the LocalStore that holds this snapshot (at most one does):
-    # when it stops trusting it (0.0: no store holds it), and the CLOCK use bit.
+    # when it stops trusting it (0.0 until a store takes it), and the CLOCK use bit.
     # Kept here, not in an entry object around it, so that a warm switch reads
     # one object per tenant: what it returns.
     _expires: float = field(default=0.0, init=False, repr=False, compare=False)
@@ -142,6 +144,7 @@ class LocalStore:
         self.data: OrderedDict[str, TenantInfo] = OrderedDict()
         self.absent: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        _locked.add(self)
         self._tick = timeout / 256
         self._expiry = (-1, 0.0)  # (tick, expiry): the expiry float the entries of a tick share
 
@@ -184,28 +187,34 @@ class LocalStore:
                 absent.popitem(last=False)
             return
         absent.pop(key, None)
-        if value._expires:  # held by another store already: this one keeps a copy of its own
+        if value._expires:  # taken by a store already: this one keeps a copy of its own
             value = replace(value)
         _set_expires(value, expires)
         if key in data:
             data[key] = value  # replaced in place: never missing for a reader meanwhile
             data.move_to_end(key)
             return
-        data[key] = value
-        while len(data) > self.size:
+        # Room first, then the new entry at the back: the hand never takes what it
+        # was asked to store (an invalidation's fresh state least of all).
+        while data and len(data) >= self.size:
             self._evict_one()
+        data[key] = value
 
     def _evict_one(self) -> None:
-        """Evict the entry under the hand that was not used since the hand last passed it."""
+        """Evict the entry under the hand that was not used since the hand last passed it.
+
+        Readers set bits meanwhile without the lock, so after two laps the entry
+        under the hand goes whatever its bit: the lock is never held for longer.
+        """
         data = self.data
-        while True:  # one lap at most: every entry passed over loses its bit
+        for _ in range(2 * len(data)):
             key = next(iter(data))
             info = data[key]
             if not info._used:
-                del data[key]
-                return
+                break
             mark_used(info, False)
             data.move_to_end(key)
+        del data[next(iter(data))]
 
     def _expires(self) -> float:
         """When an entry stored now expires: ``timeout`` from now, early by at most 1/256 of it.
@@ -214,7 +223,7 @@ class LocalStore:
         entry's expiry reads memory that every other warm lookup keeps cached.
         """
         at = _monotonic() + self.timeout
-        if self._tick <= 0:
+        if not 0 < self._tick < math.inf:
             return at
         tick = int(at / self._tick)
         known, expires = self._expiry
@@ -345,6 +354,7 @@ class CoherentStore:
         # shared cache before a drop is not copied locally after it.
         self.epoch = 0
         self._lock = threading.Lock()
+        _locked.add(self)
 
     def get(self, key: str) -> Any:
         value = self.local.get(key)
@@ -399,6 +409,20 @@ class CoherentStore:
                 self.local.clear()
                 self.version = version
         return deadline
+
+
+# The stores whose lock a forked child re-creates: another thread of the parent
+# may have held one at the fork, and nobody in the child would release it.
+_locked: weakref.WeakSet[LocalStore | CoherentStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_locked):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def make_store(using: str) -> LocalStore | CoherentStore:

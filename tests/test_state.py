@@ -60,10 +60,44 @@ def test_an_entry_used_since_the_hand_passed_is_spared_once_then_evicted_if_unus
     store.get("a")  # a's bit is set
     store.set("c", info("c"))  # the hand spares a (clearing its bit, to the back) and evicts b
     assert set(store.data) == {"a", "c"}
-    store.set("d", info("d"))  # c, never used, is under the hand now
-    assert set(store.data) == {"a", "d"}
-    store.set("e", info("e"))  # a was not used again since it was spared: it goes
-    assert set(store.data) == {"d", "e"}
+    store.set("d", info("d"))  # a was not used again since it was spared: it goes
+    assert set(store.data) == {"c", "d"}
+
+
+def test_what_is_stored_is_never_the_entry_evicted_to_make_room():
+    store = LocalStore(timeout=60, size=3)
+    for name in ("a", "b", "c"):
+        store.set(name, info(name))
+        store.get(name)  # every entry used: the hand goes round once
+    fresh = TenantInfo("d", "D", False, {}, None)  # say, an invalidation's fresh state
+    store.set("d", fresh)
+    assert store.get("d") is fresh
+    assert len(store.data) == 3
+
+
+def test_an_infinite_timeout_never_expires():
+    import math
+
+    store = LocalStore(timeout=math.inf, size=2)
+    store.set("a", info("a"))
+    assert store.get("a").tenant_id == "a"
+
+
+def test_a_forked_child_can_write_though_a_parent_thread_held_the_store_lock():
+    import os
+    import signal
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    store = LocalStore(timeout=60, size=2)
+    with store._lock:  # held by the forking thread, as by any thread of a parent
+        pid = os.fork()
+        if pid == 0:  # the child: a deadlock ends in SIGALRM, a write in exit code 0
+            signal.alarm(5)
+            store.set("a", info("a"))
+            os._exit(0 if store.get("a") is not MISS else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_entries_stored_in_one_tick_share_their_expiry_which_is_at_most_a_tick_early():

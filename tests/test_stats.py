@@ -52,6 +52,26 @@ def test_switch_and_request_count_make_no_query(tenants, django_assert_num_queri
     assert sum(p.denied_requests for p in pending.values()) == 1
 
 
+def test_each_tenant_is_dated_by_the_last_fold_that_counted_its_own_switches(monkeypatch):
+    import tenancy.stats.counters as module
+
+    hour = 1_800_000 * 3600
+    clock = [hour + 60.0]
+    monkeypatch.setattr(module, "time", type("Clock", (), {"time": staticmethod(lambda: clock[0])}))
+    local = Counters()
+    local.record_switch("acme")
+    local.record_switch(None)
+    local.fold()  # acme at one minute past the hour
+    clock[0] = hour + 3480.0
+    local.record_switch("globex")
+    local.record_switch(None)
+    local.fold()  # globex 57 minutes later, in the same hour
+    pending = local.take_pending()
+    assert pending[("acme", hour)].last_activity == hour + 60.0
+    assert pending[("globex", hour)].last_activity == hour + 3480.0
+    assert local.total_switches == 2 and local.active_switches == 0
+
+
 def test_peek_leaves_pending_and_take_forgets():
     local = Counters()
     local.request_done("acme", denied=True)

@@ -77,14 +77,14 @@ class Counters:
         self._total_closed = 0
         # (tenant_id, hour start as epoch seconds) -> Pending
         self._pending: defaultdict[tuple[str, int], Pending] = defaultdict(Pending)
-        # The switches of the hour being counted, per tenant: kept by one C-level
-        # Counter.update per fold (no Python step per switch or per tenant, which
-        # a fold over thousands of tenants would pay thousands of times) and
-        # settled into _pending when the counts are read or the hour ends. Their
-        # moment is the last fold that counted switches in that hour.
+        # The switches of the hour being counted, per tenant, and when each tenant
+        # was last folded: kept by C-level dict operations (no Python step per
+        # switch or per tenant, which a fold over thousands of tenants would pay
+        # thousands of times) and settled into _pending when the counts are read
+        # or the hour ends.
         self._live_hour = 0
-        self._live_moment = 0.0
         self._live_switches: Counter[str | None] = Counter()
+        self._live_moments: dict[str | None, float] = {}
 
     # -- the hot path: one append, no lock -------------------------------------------
 
@@ -135,7 +135,9 @@ class Counters:
             self._total_closed += closed
             if len(switches) > closed:
                 self._total_opened += len(switches) - closed
-                self._live_moment = now
+                moments = self._live_moments
+                moments.update(dict.fromkeys(switches, now))
+                moments.pop(None, None)
         pending = self._pending
         refused = Counter(denied)
         for tenant_id, count in Counter(requests).items():
@@ -153,13 +155,15 @@ class Counters:
         switches = self._live_switches
         if not switches:
             return
-        hour, moment, pending = self._live_hour, self._live_moment, self._pending
+        hour, moments, pending = self._live_hour, self._live_moments, self._pending
         for tenant_id, count in switches.items():
             entry = pending[(tenant_id, hour)]  # type: ignore[index]  # None never stays
             entry.switches += count
+            moment = moments[tenant_id]
             if moment > entry.last_activity:
                 entry.last_activity = moment
         self._live_switches = Counter()
+        self._live_moments = {}
 
     @property
     def total_switches(self) -> int:
@@ -216,6 +220,7 @@ class Counters:
             events.clear()
         self._pending = defaultdict(Pending)
         self._live_switches = Counter()
+        self._live_moments = {}
 
 
 counters = Counters()
